@@ -1,0 +1,156 @@
+"""An encoded corpus: embeddings on the retriever's device, their ids, and who made them."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .metrics import target_ranks
+
+FORMAT_VERSION = 1
+
+
+class IndexMismatchError(ValueError):
+    """An index is used with a retriever other than the one that built it."""
+
+
+class UnknownTargetError(KeyError):
+    """A target id that is not in the corpus."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; this one reads as a sentence
+        return str(self.args[0])
+
+
+@dataclass
+class ImageIndex:
+    """Corpus embeddings ``[N, d]`` with their ids and the fingerprint of the model that made them."""
+
+    embeddings: torch.Tensor
+    ids: list[str]
+    fingerprint: str
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.embeddings.ndim != 2:
+            raise ValueError(f"index embeddings must be [N, d], got {tuple(self.embeddings.shape)}")
+        if len(self.ids) != self.embeddings.shape[0]:
+            raise ValueError(f"index has {self.embeddings.shape[0]} embeddings but {len(self.ids)} ids")
+        self._position = {image_id: i for i, image_id in enumerate(self.ids)}
+        if len(self._position) != len(self.ids):
+            raise ValueError("index ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[1]
+
+    def to(self, device: torch.device | str) -> "ImageIndex":
+        return ImageIndex(self.embeddings.to(device), self.ids, self.fingerprint, dict(self.meta))
+
+    def positions(self, ids: Sequence[str]) -> torch.Tensor:
+        """Corpus positions of ``ids``; an unknown id is an error that names it."""
+        try:
+            return torch.tensor([self._position[i] for i in ids], dtype=torch.long)
+        except KeyError as err:
+            raise UnknownTargetError(
+                f"target {err.args[0]!r} is not in the corpus ({len(self)} items, fingerprint {self.fingerprint})"
+            ) from None
+
+    def check_compatible(self, fingerprint: str) -> None:
+        if fingerprint != self.fingerprint:
+            source = self.meta.get("path", "this index")
+            raise IndexMismatchError(
+                f"{source} was built by model {self.fingerprint!r}, not by the retriever in use "
+                f"({fingerprint!r}); rebuild it with `chatir index` for this retriever"
+            )
+
+    def ranks(self, queries: torch.Tensor, target_positions: torch.Tensor) -> torch.Tensor:
+        """0-based ranks of the targets for ``queries`` (see ``metrics.target_ranks``)."""
+        queries = queries.to(self.embeddings.device, self.embeddings.dtype)
+        return target_ranks(queries, self.embeddings, target_positions.to(self.embeddings.device))
+
+    def top_k(self, queries: torch.Tensor, k: int = 10) -> torch.Tensor:
+        """Corpus positions of the ``k`` best items per query, best first (``[Q, k]``)."""
+        scores = queries.to(self.embeddings.device, self.embeddings.dtype) @ self.embeddings.T
+        return scores.topk(min(k, len(self)), dim=1).indices
+
+    # --- files: <path>.safetensors holds the tensor, <path>.json the ids and provenance -------------
+
+    @staticmethod
+    def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+        path = Path(path)
+        stem = path.with_suffix("") if path.suffix in {".safetensors", ".json"} else path
+        return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write both files atomically (temp file + rename): a crash leaves the old index or none."""
+        tensor_path, meta_path = self._paths(path)
+        tensor_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "count": len(self.ids),
+            "dim": self.dim,
+            "dtype": str(self.embeddings.dtype).removeprefix("torch."),
+            "ids": self.ids,
+            "meta": {k: v for k, v in self.meta.items() if k != "path"},
+        }
+        _atomic_write(
+            tensor_path,
+            lambda tmp: save_file(
+                {"embeddings": self.embeddings.detach().cpu().contiguous()},
+                tmp,
+                metadata={"fingerprint": self.fingerprint, "count": str(len(self.ids))},
+            ),
+        )
+        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+        return tensor_path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", fingerprint: str | None = None) -> "ImageIndex":
+        """Load an index; with ``fingerprint``, refuse one built by another model."""
+        tensor_path, meta_path = cls._paths(path)
+        for p in (tensor_path, meta_path):
+            if not p.exists():
+                raise FileNotFoundError(f"index file {p} does not exist; build it with `chatir index`")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"index metadata {meta_path} is not valid JSON ({err}); rebuild the index") from None
+        for key in ("fingerprint", "ids", "count"):
+            if key not in meta:
+                raise ValueError(f"index metadata {meta_path} has no field {key!r}; rebuild the index")
+        try:
+            embeddings = load_file(str(tensor_path))["embeddings"]
+        except (SafetensorError, OSError, KeyError, RuntimeError) as err:
+            raise ValueError(f"index file {tensor_path} is corrupt or cut short ({err}); rebuild the index") from None
+        if embeddings.shape[0] != meta["count"] or len(meta["ids"]) != meta["count"]:
+            raise ValueError(
+                f"index {tensor_path} holds {embeddings.shape[0]} embeddings and {len(meta['ids'])} ids "
+                f"but its metadata says {meta['count']}; rebuild the index"
+            )
+        index = cls(embeddings.to(device), list(meta["ids"]), meta["fingerprint"], {**meta.get("meta", {}), "path": str(tensor_path)})
+        if fingerprint is not None:
+            index.check_compatible(fingerprint)
+        return index
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,148 @@
+"""The ranking metrics of the ChatIR protocol (public API: the benchmark depends on these semantics).
+
+* ``target_ranks``: the 0-based rank of each query's target in the corpus, as a stable descending
+  sort would give it (ties go to the lower corpus index), computed with tiled matmuls, no sort.
+* ``hits_at_k``: ChatIR's cumulative Hits@K per round, in percent.
+* ``bri``: PlugIR's Best log Rank Integral (lower is better).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+# Score matrices are built a tile of queries at a time; this bounds a tile to ~64 MB of float32.
+_TILE_ELEMENTS = 1 << 24
+
+
+def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """0-based rank of ``corpus[targets[q]]`` among all corpus items for query ``q``.
+
+    rank = #items scoring strictly higher + #items scoring equally with a lower corpus index.
+
+    Args:
+        queries: ``[Q, d]`` query vectors.
+        corpus: ``[N, d]`` corpus vectors (same dtype and device as ``queries``).
+        targets: ``[Q]`` corpus positions of the targets.
+
+    Returns:
+        ``LongTensor[Q]`` on the queries' device.
+    """
+    if queries.ndim != 2 or corpus.ndim != 2 or queries.shape[1] != corpus.shape[1]:
+        raise ValueError(
+            f"target_ranks needs queries [Q, d] and corpus [N, d] with the same d, "
+            f"got {tuple(queries.shape)} and {tuple(corpus.shape)}"
+        )
+    targets = torch.as_tensor(targets, dtype=torch.long, device=queries.device)
+    if targets.shape != (queries.shape[0],):
+        raise ValueError(f"targets must have shape [{queries.shape[0]}], got {tuple(targets.shape)}")
+    n = corpus.shape[0]
+    if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= n):
+        bad = targets[(targets < 0) | (targets >= n)][0].item()
+        raise IndexError(f"target position {bad} is outside the corpus of {n} items")
+    if not torch.isfinite(queries).all():
+        rows = torch.nonzero(~torch.isfinite(queries).all(dim=1)).flatten().tolist()
+        raise ValueError(f"query vectors {rows[:10]} contain NaN or inf; the model produced invalid embeddings")
+    if corpus.dtype != queries.dtype:
+        corpus = corpus.to(queries.dtype)
+
+    positions = torch.arange(n, device=queries.device)
+    tile = max(1, _TILE_ELEMENTS // max(n, 1))
+    out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+    for start in range(0, queries.shape[0], tile):
+        q = queries[start : start + tile]
+        t = targets[start : start + tile]
+        scores = q @ corpus.T  # [tile, N]
+        # Read the target's score out of the same product, so it compares equal to itself bit for bit.
+        target_score = scores.gather(1, t[:, None])
+        higher = (scores > target_score).sum(dim=1)
+        tied_before = ((scores == target_score) & (positions[None, :] < t[:, None])).sum(dim=1)
+        out[start : start + tile] = higher + tied_before
+    return out
+
+
+def _as_rank_matrix(ranks) -> np.ndarray:
+    ranks = ranks.detach().cpu().numpy() if isinstance(ranks, torch.Tensor) else np.asarray(ranks)
+    if ranks.ndim != 2:
+        raise ValueError(f"ranks must be [rounds + 1, queries], got shape {ranks.shape}")
+    if ranks.size and ranks.min() < 0:
+        raise ValueError("ranks are 0-based and cannot be negative")
+    return ranks
+
+
+def best_ranks(ranks) -> np.ndarray:
+    """``best[t, q] = min_{s <= t} ranks[s, q]``: the cumulative view of the protocol."""
+    return np.minimum.accumulate(_as_rank_matrix(ranks), axis=0)
+
+
+def hits_at_k(ranks, k: int = 10) -> np.ndarray:
+    """ChatIR's cumulative Hits@K per round, in percent.
+
+    ``ranks`` is ``[R + 1, Q]`` (round 0 = caption only). Query q is a hit at round t if its target
+    ranked below ``k`` at any round s <= t.
+    """
+    best = best_ranks(ranks)
+    if best.shape[1] == 0:
+        raise ValueError("hits_at_k needs at least one query")
+    return (best < k).mean(axis=1) * 100.0
+
+
+def per_round_hits_at_k(ranks, k: int = 10) -> np.ndarray:
+    """Non-cumulative Hits@K at each round, in percent: shows a retriever that gets worse with rounds."""
+    ranks = _as_rank_matrix(ranks)
+    return (ranks < k).mean(axis=1) * 100.0
+
+
+def bri(ranks) -> float:
+    """PlugIR's Best log Rank Integral over ``[R + 1, Q]`` ranks (R >= 1); lower is better.
+
+    best_t = min_{s <= t} rank_s;  BRI = mean_q (1/R) * sum_{t=0}^{R-1} (ln(best_t + 1) + ln(best_{t+1} + 1)) / 2
+    """
+    best = best_ranks(ranks).astype(np.float64)
+    rounds = best.shape[0] - 1
+    if rounds < 1:
+        raise ValueError("bri needs at least one round after the caption (ranks of shape [R + 1, Q], R >= 1)")
+    logs = np.log(best + 1.0)
+    trapezoids = (logs[:-1] + logs[1:]) / 2.0
+    return float(trapezoids.sum(axis=0).mean() / rounds)
+
+
+def bootstrap_ci(
+    ranks,
+    statistic: Callable[[np.ndarray], np.ndarray | float],
+    *,
+    samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of ``statistic`` over targets (columns of ``ranks``)."""
+    ranks = _as_rank_matrix(ranks)
+    rng = np.random.default_rng(seed)
+    q = ranks.shape[1]
+    draws = np.stack([np.asarray(statistic(ranks[:, rng.integers(0, q, q)])) for _ in range(samples)])
+    alpha = (1.0 - confidence) / 2.0
+    return np.quantile(draws, alpha, axis=0), np.quantile(draws, 1.0 - alpha, axis=0)
+
+
+def summarize(ranks, k: int = 10, *, bootstrap_samples: int = 1000, seed: int = 0) -> dict:
+    """Every figure a benchmark table shows, with 95% bootstrap intervals over targets."""
+    ranks = _as_rank_matrix(ranks)
+    hits = hits_at_k(ranks, k)
+    lo, hi = bootstrap_ci(ranks, lambda r: hits_at_k(r, k), samples=bootstrap_samples, seed=seed)
+    summary = {
+        "k": k,
+        "queries": int(ranks.shape[1]),
+        "rounds": int(ranks.shape[0] - 1),
+        f"hits@{k}": hits.tolist(),
+        f"hits@{k}_ci95": [lo.tolist(), hi.tolist()],
+        f"per_round_hits@{k}": per_round_hits_at_k(ranks, k).tolist(),
+        "mean_rank": ranks.mean(axis=1).tolist(),
+        "median_rank": np.median(ranks, axis=1).tolist(),
+    }
+    if ranks.shape[0] > 1:
+        summary["bri"] = bri(ranks)
+        blo, bhi = bootstrap_ci(ranks, bri, samples=bootstrap_samples, seed=seed)
+        summary["bri_ci95"] = [float(blo), float(bhi)]
+    return summary

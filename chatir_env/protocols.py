@@ -1,0 +1,47 @@
+"""The three roles of a ChatIR round, as structural types: any object with these methods plugs in."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+
+from .dialog import Dialog
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Maps corpus items and dialogs into one space where a dot product scores a match.
+
+    Both encoders return L2-normalised rows, except exact scorers whose dot product is a
+    log-likelihood (Shapes' oracle retriever). ``fingerprint`` names the weights, so an index built
+    by one retriever is never ranked against another's dialog vectors.
+    """
+
+    fingerprint: str
+    dim: int
+    device: torch.device
+
+    def encode_images(self, items: Sequence[Any]) -> torch.Tensor: ...
+
+    def encode_dialogs(self, dialogs: Sequence[Dialog]) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Answers one question per episode about that episode's target (a corpus id)."""
+
+    def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class Questioner(Protocol):
+    """Asks one question per episode. ``reset`` starts new episodes; ``ask`` is called once a round.
+
+    Observations are the env's observation dicts (see ``ChatIREnv``); ``Dialog.from_observation``
+    turns one back into a ``Dialog``.
+    """
+
+    def reset(self, captions: Sequence[str]) -> None: ...
+
+    def ask(self, observations: Sequence[dict]) -> list[str]: ...

@@ -1,0 +1,62 @@
+"""A world: everything an episode needs besides the questioner.
+
+A world bundles the corpus index, the retriever that built it, the answerer, and the targets with
+their captions. Envs are views over a world; worlds are built once per process and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from ..index import ImageIndex
+from ..protocols import Answerer, Retriever
+
+
+@dataclass
+class World:
+    """One retrieval setting (e.g. Shapes with the learned encoder, or VisDial with BLIP).
+
+    Attributes:
+        name: the world's name, as registered.
+        retriever: encodes dialogs (and built ``index``).
+        index: the encoded corpus; its fingerprint matches ``retriever.fingerprint``.
+        answerer: answers questions about a target.
+        targets: corpus ids that episodes may draw as targets (the benchmark's targets in order).
+        captions: target id -> the caption an episode starts from.
+        question_pool: target id -> the questions a pooled agent may ask (None: free text only).
+        image: corpus id -> a PIL image, for contact sheets and people (None: not viewable).
+        config: what built the world, recorded next to results.
+    """
+
+    name: str
+    retriever: Retriever
+    index: ImageIndex
+    answerer: Answerer
+    targets: Sequence[str]
+    captions: Mapping[str, str]
+    question_pool: Callable[[str], Sequence[str]] | None = None
+    image: Callable[[str], Any] | None = None
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index.check_compatible(self.retriever.fingerprint)
+        self.target_positions = self.index.positions(self.targets)
+        missing = [t for t in self.targets if t not in self.captions]
+        if missing:
+            raise ValueError(f"world {self.name!r}: targets without a caption, e.g. {missing[:3]}")
+
+
+WorldBuilder = Callable[..., World]
+_BUILDERS: dict[str, WorldBuilder] = {}
+
+
+def register_world(name: str, builder: WorldBuilder) -> None:
+    _BUILDERS[name] = builder
+
+
+def build_world(name: str, **kwargs) -> World:
+    """Build a registered world by name (``shapes``, ``shapes_oracle``, ``visdial``, ...)."""
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown world {name!r}; registered worlds: {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[name](**kwargs)
