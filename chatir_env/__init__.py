@@ -1,0 +1,24 @@
+"""chatir-env: Gymnasium environments for chat-based image retrieval (ChatIR, Levy et al., NeurIPS 2023).
+
+Importing the package registers the environments:
+
+- ``ChatIR/Shapes-v0``: procedural Shapes scenes, scene oracle, learned dual-encoder retriever (CPU).
+- ``ChatIR/ShapesOracle-v0``: the same world ranked by the exact log-likelihood retriever.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from .dialog import Dialog
+from .metrics import bri, hits_at_k, target_ranks
+
+__version__ = "0.1.0"
+
+_ENVS = {
+    "ChatIR/Shapes-v0": {"world": "shapes"},
+    "ChatIR/ShapesOracle-v0": {"world": "shapes_oracle"},
+}
+for _id, _kwargs in _ENVS.items():
+    if _id not in registry:
+        register(id=_id, entry_point="chatir_env.env:ChatIREnv", kwargs=_kwargs)
+
+__all__ = ["Dialog", "target_ranks", "hits_at_k", "bri", "__version__"]

@@ -1,0 +1,6 @@
+"""Worlds: the settings an env runs in. Importing this package registers the built-in ones."""
+
+from .base import World, build_world, register_world
+from . import shapes  # noqa: F401  (registers "shapes" and "shapes_oracle")
+
+__all__ = ["World", "build_world", "register_world"]

@@ -1,0 +1,113 @@
+"""Benchmark results: one table on the terminal, and JSON, CSV and a PNG plot on disk (atomically)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..metrics import summarize
+from .runner import EpisodeRecord
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def summarize_record(record: EpisodeRecord, k: int = 10, bootstrap_samples: int = 1000) -> dict[str, Any]:
+    summary = summarize(record.ranks, k, bootstrap_samples=bootstrap_samples)
+    summary.update(
+        repeated_question_rate=record.repeated_question_rate,
+        invalid_questions=record.invalid_questions,
+        passes=record.passes,
+    )
+    return summary
+
+
+def format_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] | None = None) -> str:
+    """One line per run: Hits@k at each round (with the 95% interval at rounds 0, 5, 10), BRI, ranks."""
+    if not rows:
+        return "(no results)"
+    n_rounds = next(iter(rows.values()))["rounds"]
+    rounds = rounds or tuple(range(n_rounds + 1))
+    name_w = max(12, *(len(n) for n in rows))
+    head = f"{'run':<{name_w}} " + " ".join(f"{'R' + str(r):>5}" for r in rounds) + f" {'BRI':>6} {'mean r':>8} {'med r':>6} {'rep%':>5}"
+    lines = [f"Hits@{k} (%) per round, ChatIR cumulative protocol", head, "-" * len(head)]
+    for name, s in rows.items():
+        hits = s[f"hits@{k}"]
+        cells = " ".join(f"{hits[r]:5.1f}" for r in rounds)
+        lines.append(
+            f"{name:<{name_w}} {cells} {s.get('bri', float('nan')):6.3f} {s['mean_rank'][-1]:8.1f} "
+            f"{s['median_rank'][-1]:6.0f} {s.get('repeated_question_rate', 0.0):5.1f}"
+        )
+    lines.append("")
+    lines.append("95% bootstrap intervals over targets (rounds 0 / 5 / 10):")
+    for name, s in rows.items():
+        lo, hi = s[f"hits@{k}_ci95"]
+        picks = [r for r in (0, 5, 10) if r <= n_rounds]
+        lines.append(f"  {name:<{name_w}} " + "   ".join(f"R{r} [{lo[r]:.1f}, {hi[r]:.1f}]" for r in picks))
+    return "\n".join(lines)
+
+
+def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: int = 10, title: str = "") -> dict[str, Path]:
+    """results.json (config + every figure), hits_at_10.csv (one row per run and round), hits_at_10.png."""
+    out = Path(out_dir)
+    paths = {"json": out / "results.json", "csv": out / f"hits_at_{k}.csv", "png": out / f"hits_at_{k}.png"}
+    atomic_write_text(paths["json"], json.dumps({"config": config, "results": rows}, indent=2, default=_jsonable))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["run", "round", f"hits@{k}", "ci95_low", "ci95_high", f"per_round_hits@{k}", "mean_rank", "median_rank", "bri"])
+    for name, s in rows.items():
+        lo, hi = s[f"hits@{k}_ci95"]
+        for r in range(s["rounds"] + 1):
+            writer.writerow([name, r, f"{s[f'hits@{k}'][r]:.3f}", f"{lo[r]:.3f}", f"{hi[r]:.3f}",
+                             f"{s[f'per_round_hits@{k}'][r]:.3f}", f"{s['mean_rank'][r]:.2f}", f"{s['median_rank'][r]:.1f}",
+                             f"{s.get('bri', float('nan')):.4f}"])
+    atomic_write_text(paths["csv"], buf.getvalue())
+    plot_hits(rows, paths["png"], k, title)
+    return paths
+
+
+def plot_hits(rows: dict[str, dict], path: Path, k: int = 10, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, s in rows.items():
+        x = np.arange(s["rounds"] + 1)
+        y = np.asarray(s[f"hits@{k}"])
+        lo, hi = (np.asarray(v) for v in s[f"hits@{k}_ci95"])
+        ax.plot(x, y, marker="o", ms=3, label=name)
+        ax.fill_between(x, lo, hi, alpha=0.15)
+    ax.set_xlabel("dialog round")
+    ax.set_ylabel(f"Hits@{k} (%)")
+    ax.set_title(title or f"Hits@{k} per round (95% bootstrap bands)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

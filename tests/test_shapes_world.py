@@ -1,0 +1,150 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from chatir_env.dialog import Dialog
+from chatir_env.worlds.shapes_language import (
+    ANSWERS, POOL_TEXTS, QUESTION_POOL, answer_table, caption_facts, caption_text, captions, parse_caption, parse_question,
+)
+from chatir_env.worlds.shapes_oracle import ShapesOracle
+from chatir_env.worlds.shapes_retrievers import ShapesExactRetriever
+from chatir_env.worlds.shapes_scenes import CELLS, COLOURS, SHAPES, SceneSet, perturb_scenes, render_scene, sample_scenes
+
+
+def one_scene() -> SceneSet:
+    """A large red star at top left, a small blue circle at the center, a small red star bottom right, on grass."""
+    obj = lambda vals: np.array([vals + [-1] * (4 - len(vals))])
+    return SceneSet(
+        count=np.array([3]), background=np.array([0]),
+        shape=obj([SHAPES.index("star"), SHAPES.index("circle"), SHAPES.index("star")]),
+        colour=obj([COLOURS.index("red"), COLOURS.index("blue"), COLOURS.index("red")]),
+        size=obj([1, 0, 0]),
+        cell=obj([CELLS.index("top left"), CELLS.index("center"), CELLS.index("bottom right")]),
+    )
+
+
+@pytest.mark.parametrize("question, answer", [
+    ("how many objects are there?", "three"),
+    ("how many stars are there?", "two"),
+    ("how many crosses are there?", "none"),
+    ("how many red objects are there?", "two"),
+    ("is there a red star?", "yes"),
+    ("is there a blue star?", "no"),
+    ("is there anything blue?", "yes"),
+    ("what color is the star?", "red"),           # two stars, both red: the colour is known
+    ("what color is the heart?", "there is none"),
+    ("what shape is the red object?", "star"),
+    ("what shape is the blue object?", "circle"),
+    ("is the star large?", "i can't tell"),        # one large, one small
+    ("is the circle large?", "no"),
+    ("where is the circle?", "center"),
+    ("where is the star?", "i can't tell"),
+    ("where is the green object?", "there is none"),
+    ("what is in the top left?", "a large red star"),
+    ("what is in the center?", "a small blue circle"),
+    ("what is in the top?", "nothing"),
+    ("what is the background?", "grass"),
+    ("  What colour is the STAR ", "red"),          # free text is normalised
+    ("what is the weather like?", "i don't know"),  # outside the language
+])
+def test_oracle_answers_a_hand_built_scene(question, answer):
+    scenes = one_scene()
+    oracle = ShapesOracle(answer_table(scenes), {"s": 0})
+    assert oracle.answer(["s"], [Dialog("")], [question]) == [answer]
+
+
+def test_every_pool_answer_is_in_its_answer_set():
+    scenes = sample_scenes(3_000, 0)
+    table = answer_table(scenes)
+    for q, pq in enumerate(QUESTION_POOL):
+        assert {ANSWERS[a] for a in np.unique(table[:, q])} <= set(pq.answers), pq.text
+
+
+def test_answer_noise_rate_and_determinism():
+    scenes = sample_scenes(1, 0)
+    table = answer_table(scenes)
+    noisy = ShapesOracle(table, {"s": 0}, answer_noise=0.3)
+    q = "what is the background?"
+    truth = ShapesOracle(table, {"s": 0}).answer(["s"], [Dialog("")], [q])[0]
+    answers = [noisy.answer(["s"], [Dialog("", (("x", "y"),) * r)], [q])[0] for r in range(2_000)]
+    rate = np.mean([a != truth for a in answers])
+    assert 0.25 < rate < 0.35
+    assert answers == [noisy.answer(["s"], [Dialog("", (("x", "y"),) * r)], [q])[0] for r in range(2_000)]
+    with pytest.raises(ValueError, match="answer_noise"):
+        ShapesOracle(table, {"s": 0}, answer_noise=1.5)
+
+
+def test_captions_are_true_partial_and_parse_back():
+    scenes = sample_scenes(5_000, 4)
+    table = answer_table(scenes)
+    for i in range(len(scenes)):
+        facts = caption_facts(scenes, i, 9)
+        assert parse_caption(caption_text(facts)) == facts
+        for size, colour, shape in facts.objects:  # every mentioned object is in the scene
+            match = (scenes.colour[i] == colour) & (scenes.shape[i] == shape)
+            if size is not None:
+                match &= scenes.size[i] == size
+            assert match.any()
+        assert len(facts.objects) <= scenes.count[i]
+    caps = captions(scenes, 9, range(200))
+    assert not any(" a o" in c or " a a" in c for c in caps), "article before a vowel must be 'an'"
+
+
+def test_exact_retriever_dot_product_is_the_dialog_log_likelihood():
+    p = 0.1
+    scenes = sample_scenes(60, 2)
+    table = answer_table(scenes)
+    retriever = ShapesExactRetriever(answer_noise=p)
+    turns = (("how many objects are there?", "two"), ("what is in the center?", "nothing"), ("is there a red star?", "yes"))
+    scores = retriever.encode_dialogs([Dialog("", turns)]) @ retriever.encode_images(scenes).T
+    loglik = np.zeros(len(scenes))
+    for q_text, a in turns:
+        q = parse_question(q_text)
+        k = len(QUESTION_POOL[q].answers)
+        loglik += np.where(np.array([ANSWERS[x] for x in table[:, q]]) == a, math.log(1 - p), math.log(p / (k - 1)))
+    # equal up to one constant shared by all scenes
+    diff = scores[0].double().numpy() - loglik
+    assert np.ptp(diff) < 1e-4
+
+
+def test_exact_retriever_puts_caption_violations_below_every_consistent_scene():
+    scenes = sample_scenes(2_000, 5)
+    retriever = ShapesExactRetriever()
+    caption = caption_text(caption_facts(scenes, 0, 1))
+    scores = (retriever.encode_dialogs([Dialog(caption)]) @ retriever.encode_images(scenes).T)[0]
+    facts = parse_caption(caption)
+    consistent = np.ones(len(scenes), bool)
+    for size, colour, shape in facts.objects:
+        m = (scenes.colour == colour) & (scenes.shape == shape)
+        consistent &= (m & (scenes.size == size)).any(1) if size is not None else m.any(1)
+    if facts.background is not None:
+        consistent &= scenes.background == facts.background
+    if facts.count is not None:
+        consistent &= scenes.count == facts.count
+    assert consistent[0]
+    assert scores[torch.from_numpy(consistent)].min() > scores[torch.from_numpy(~consistent)].max()
+
+
+def test_twins_differ_in_exactly_one_thing():
+    scenes = sample_scenes(500, 6)
+    twins = perturb_scenes(scenes, 1)
+    for i in range(500):
+        a, b = scenes.describe(i), twins.describe(i)
+        assert a != b
+        assert scenes.count[i] == twins.count[i]
+
+
+def test_rendering_is_seeded_and_shows_the_scene():
+    scenes = one_scene()
+    img = np.asarray(render_scene(scenes, 0, 36))
+    assert img.shape == (36, 36, 3)
+    assert np.array_equal(img, np.asarray(render_scene(scenes, 0, 36)))
+    top_left = img[:12, :12].reshape(-1, 3)
+    assert ((top_left[:, 0] > 180) & (top_left[:, 1] < 80)).sum() > 20  # red pixels where the red star is
+
+
+def test_pool_is_parsed_back_and_balanced_over_kinds():
+    assert all(parse_question(q) == i for i, q in enumerate(POOL_TEXTS))
+    assert len(set(POOL_TEXTS)) == len(POOL_TEXTS) == 121

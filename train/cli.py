@@ -1,0 +1,31 @@
+"""`chatir train {retriever,ppo,grpo} --config FILE`: every training run is one config.
+
+The run's directory (``out_dir`` in the config) receives the config, TensorBoard logs, checkpoints
+and results; rerunning the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+TRAINERS = {
+    "retriever": ("chatir_env.train.train_retriever", "dialog-retrieval encoder (Shapes dual encoder or BLIP text side)"),
+    "ppo": ("chatir_env.train.ppo", "pooled questioner with MaskablePPO"),
+    "grpo": ("chatir_env.train.grpo", "language-model questioner with TRL GRPO"),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=sorted(TRAINERS), help="; ".join(f"{k}: {v[1]}" for k, v in TRAINERS.items()))
+    parser.add_argument("--config", required=True, help="YAML config (a path, or the name of a packaged config)")
+    parser.add_argument("--out-dir", help="override the config's out_dir")
+    parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from chatir_env.config import load_config
+
+    config = load_config(args.config)
+    module = importlib.import_module(TRAINERS[args.what][0])
+    return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0
