@@ -66,13 +66,31 @@ class EpisodeBatch:
         self.ranks = np.zeros(num_episodes, dtype=np.int64)
         self.best_ranks = np.zeros(num_episodes, dtype=np.int64)
         self.rounds = np.zeros(num_episodes, dtype=np.int64)
+        self.vectors: torch.Tensor | None = None  # the latest dialog vectors, [N, d]
+        # With keep_top_k > 0, each ranking also keeps every episode's top candidates (for pooled
+        # agents' features), from the same score matrix.
+        self.keep_top_k = 0
+        self.top_scores: torch.Tensor | None = None
+        self.top_positions: torch.Tensor | None = None
 
     def sample_targets(self, rng: np.random.Generator, count: int) -> list[str]:
         return [self.world.targets[i] for i in rng.integers(0, len(self.world.targets), count)]
 
     def _rank(self, slots: Sequence[int]) -> np.ndarray:
         vectors = self.world.retriever.encode_dialogs([self.dialogs[i] for i in slots])
-        return self.world.index.ranks(vectors, self.target_positions[list(slots)]).cpu().numpy()
+        if self.vectors is None:
+            self.vectors = torch.zeros((self.n, vectors.shape[1]), dtype=vectors.dtype, device=vectors.device)
+        self.vectors[list(slots)] = vectors
+        targets = self.target_positions[list(slots)]
+        if not self.keep_top_k:
+            return self.world.index.ranks(vectors, targets).cpu().numpy()
+        ranks, (scores, positions) = self.world.index.ranks_and_top_k(vectors, targets, self.keep_top_k)
+        if self.top_scores is None:
+            self.top_scores = torch.zeros((self.n, scores.shape[1]), dtype=scores.dtype)
+            self.top_positions = torch.zeros((self.n, scores.shape[1]), dtype=torch.long)
+        self.top_scores[list(slots)] = scores.cpu()
+        self.top_positions[list(slots)] = positions.cpu()
+        return ranks.cpu().numpy()
 
     def reset(self, slots: Sequence[int], targets: Sequence[str]) -> None:
         """Start new episodes in ``slots`` with the given target ids (round 0: the caption alone)."""

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .metrics import target_ranks
+from .metrics import ranks_from_scores, score_matrix, target_ranks
 
 FORMAT_VERSION = 1
 
@@ -44,6 +44,7 @@ class ImageIndex:
         if len(self.ids) != self.embeddings.shape[0]:
             raise ValueError(f"index has {self.embeddings.shape[0]} embeddings but {len(self.ids)} ids")
         self._position = {image_id: i for i, image_id in enumerate(self.ids)}
+        self._transposed: torch.Tensor | None = None
         if len(self._position) != len(self.ids):
             raise ValueError("index ids must be unique")
 
@@ -74,15 +75,39 @@ class ImageIndex:
                 f"({fingerprint!r}); rebuild it with `chatir index` for this retriever"
             )
 
+    def transposed(self) -> torch.Tensor:
+        """``embeddings.T``, contiguous, made once: sparse queries gather rows of it."""
+        if self._transposed is None:
+            self._transposed = self.embeddings.T.contiguous()
+        return self._transposed
+
+    def _sparse_helper(self, queries: torch.Tensor) -> torch.Tensor | None:
+        # Only worth its memory for sparse queries (the exact Shapes scorer).
+        return self.transposed() if (queries != 0).float().mean() < 0.25 else None
+
     def ranks(self, queries: torch.Tensor, target_positions: torch.Tensor) -> torch.Tensor:
         """0-based ranks of the targets for ``queries`` (see ``metrics.target_ranks``)."""
         queries = queries.to(self.embeddings.device, self.embeddings.dtype)
-        return target_ranks(queries, self.embeddings, target_positions.to(self.embeddings.device))
+        return target_ranks(queries, self.embeddings, target_positions.to(self.embeddings.device),
+                            corpus_t=self._sparse_helper(queries))
 
-    def top_k(self, queries: torch.Tensor, k: int = 10) -> torch.Tensor:
-        """Corpus positions of the ``k`` best items per query, best first (``[Q, k]``)."""
-        scores = queries.to(self.embeddings.device, self.embeddings.dtype) @ self.embeddings.T
-        return scores.topk(min(k, len(self)), dim=1).indices
+    def ranks_and_top_k(self, queries: torch.Tensor, target_positions: torch.Tensor, k: int):
+        """Ranks and top-k from one score matrix: ``(ranks[Q], (scores[Q, k], positions[Q, k]))``.
+
+        For small batches (an env step); ``ranks`` tiles large ones.
+        """
+        queries = queries.to(self.embeddings.device, self.embeddings.dtype)
+        if not torch.isfinite(queries).all():
+            return self.ranks(queries, target_positions), None  # raises, naming the rows
+        scores = score_matrix(queries, self.embeddings, self._sparse_helper(queries))
+        top = scores.topk(min(k, len(self)), dim=1)
+        return ranks_from_scores(scores, target_positions.to(scores.device)), (top.values, top.indices)
+
+    def top_k(self, queries: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, corpus positions) of the ``k`` best items per query, best first (``[Q, k]`` each)."""
+        queries = queries.to(self.embeddings.device, self.embeddings.dtype)
+        top = score_matrix(queries, self.embeddings, self._sparse_helper(queries)).topk(min(k, len(self)), dim=1)
+        return top.values, top.indices
 
     # --- files: <path>.safetensors holds the tensor, <path>.json the ids and provenance -------------
 

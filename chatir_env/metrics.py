@@ -17,7 +17,31 @@ import torch
 _TILE_ELEMENTS = 1 << 24
 
 
-def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def score_matrix(queries: torch.Tensor, corpus: torch.Tensor, corpus_t: torch.Tensor | None = None) -> torch.Tensor:
+    """``queries @ corpus.T``, skipping dimensions that are zero in every query.
+
+    Sparse queries (the exact Shapes scorer's) touch few dimensions; a dimension that is zero in all
+    of them adds exactly 0 to every score, so leaving it out changes no score. ``corpus_t``, a
+    contiguous ``corpus.T``, makes picking those dimensions a cheap row gather.
+    """
+    used = (queries != 0).any(dim=0)
+    if int(used.sum()) < corpus.shape[1] // 2:
+        rows = (corpus_t if corpus_t is not None else corpus.T)[used]
+        return queries[:, used] @ rows
+    return queries @ corpus.T
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Ranks of ``targets`` in each row of a ``[Q, N]`` score matrix (stable-descending-sort ties)."""
+    positions = torch.arange(scores.shape[1], device=scores.device)
+    # Read the target's score out of the same product, so it compares equal to itself bit for bit.
+    target_score = scores.gather(1, targets[:, None])
+    higher = (scores > target_score).sum(dim=1)
+    tied_before = ((scores == target_score) & (positions[None, :] < targets[:, None])).sum(dim=1)
+    return higher + tied_before
+
+
+def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor, *, corpus_t: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of ``corpus[targets[q]]`` among all corpus items for query ``q``.
 
     rank = #items scoring strictly higher + #items scoring equally with a lower corpus index.
@@ -26,6 +50,7 @@ def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Ten
         queries: ``[Q, d]`` query vectors.
         corpus: ``[N, d]`` corpus vectors (same dtype and device as ``queries``).
         targets: ``[Q]`` corpus positions of the targets.
+        corpus_t: optionally ``corpus.T`` made contiguous, which speeds up sparse queries.
 
     Returns:
         ``LongTensor[Q]`` on the queries' device.
@@ -48,24 +73,11 @@ def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Ten
     if corpus.dtype != queries.dtype:
         corpus = corpus.to(queries.dtype)
 
-    positions = torch.arange(n, device=queries.device)
     tile = max(1, _TILE_ELEMENTS // max(n, 1))
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
     for start in range(0, queries.shape[0], tile):
-        q = queries[start : start + tile]
-        t = targets[start : start + tile]
-        # Sparse queries (the exact Shapes scorer's) touch few dimensions: a dimension that is zero in
-        # every query of the tile adds exactly 0 to every score, so it can be left out of the product.
-        used = (q != 0).any(dim=0)
-        if int(used.sum()) < corpus.shape[1] // 2:
-            scores = q[:, used] @ corpus[:, used].T  # [tile, N]
-        else:
-            scores = q @ corpus.T
-        # Read the target's score out of the same product, so it compares equal to itself bit for bit.
-        target_score = scores.gather(1, t[:, None])
-        higher = (scores > target_score).sum(dim=1)
-        tied_before = ((scores == target_score) & (positions[None, :] < t[:, None])).sum(dim=1)
-        out[start : start + tile] = higher + tied_before
+        scores = score_matrix(queries[start : start + tile], corpus, corpus_t)  # [tile, N]
+        out[start : start + tile] = ranks_from_scores(scores, targets[start : start + tile])
     return out
 
 

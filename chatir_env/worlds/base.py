@@ -26,6 +26,9 @@ class World:
         captions: target id -> the caption an episode starts from.
         question_pool: target id -> the questions a pooled agent may ask (None: free text only).
         image: corpus id -> a PIL image, for contact sheets and people (None: not viewable).
+        pool_answers: corpus ids -> ``int[len(ids), pool size]`` codes of the answer each corpus item
+            would get to each pool question (equal codes = equal answers), for questioners that
+            reason about the candidates (None: the world cannot say without asking).
         config: what built the world, recorded next to results.
     """
 
@@ -37,6 +40,7 @@ class World:
     captions: Mapping[str, str]
     question_pool: Callable[[str], Sequence[str]] | None = None
     image: Callable[[str], Any] | None = None
+    pool_answers: Callable[[Sequence[str]], Any] | None = None
     config: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

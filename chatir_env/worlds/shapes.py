@@ -104,18 +104,24 @@ def build_shapes_world(
     weights: str = DEFAULT_WEIGHTS,
     device: str = "cpu",
     image_size: int = 36,
+    target_set: str = "benchmark",
 ) -> World:
     """A Shapes world. ``retriever``: "learned" (the shipped dual encoder) or "exact".
 
     ``num_targets``: how many of the corpus' scenes episodes draw targets from (None: all of them);
-    the benchmark's 2,064 are a fixed random subset.
+    the benchmark's 2,064 are a fixed random subset. ``target_set="validation"`` takes the next
+    ``num_targets`` of the same permutation instead: held out from the benchmark's targets, for
+    model selection during training.
     """
+    if target_set not in ("benchmark", "validation"):
+        raise ValueError(f"target_set must be 'benchmark' or 'validation', got {target_set!r}")
     if retriever not in ("learned", "exact"):
         raise ValueError(f"Shapes retriever must be 'learned' or 'exact', got {retriever!r}")
     scenes, table, ids, caps = scene_corpus(split, corpus_size)
     ret, index = _index(split, corpus_size, retriever, str(weights), float(answer_noise), str(device))
     order = np.random.default_rng(TARGET_SEED).permutation(corpus_size)
-    chosen = order if num_targets is None else order[: min(num_targets, corpus_size)]
+    skip = 2_064 if target_set == "validation" else 0
+    chosen = order[skip:] if num_targets is None else order[skip : skip + min(num_targets, corpus_size)]
     targets = [ids[i] for i in sorted(chosen)]
     rows = {image_id: i for i, image_id in enumerate(ids)}
 
@@ -131,8 +137,9 @@ def build_shapes_world(
         captions={t: caps[rows[t]] for t in targets},
         question_pool=lambda target: POOL_TEXTS,
         image=image,
+        pool_answers=lambda image_ids: table[[rows[i] for i in image_ids]],
         config={"world": "shapes", "split": split, "retriever": retriever, "corpus_size": corpus_size,
-                "num_targets": num_targets, "answer_noise": answer_noise, "weights": str(weights)},
+                "num_targets": num_targets, "target_set": target_set, "answer_noise": answer_noise, "weights": str(weights)},
     )
 
 

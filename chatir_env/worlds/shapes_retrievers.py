@@ -53,6 +53,7 @@ class ShapesExactRetriever:
     """
 
     CAPTION_WEIGHT = 1000.0
+    scores_are_log_likelihoods = True
 
     def __init__(self, answer_noise: float = 0.0, noise_floor: float = 1e-3, device: str | torch.device = "cpu"):
         self.answer_noise = float(answer_noise)

@@ -1,0 +1,69 @@
+"""``PolicyQuestioner``: a trained pooled policy (SB3 / sb3-contrib) as a questioner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..pooled import PoolFeatures, pool_masks
+from ..spaces import observation_dialog
+
+
+class PolicyQuestioner:
+    """Asks the pool question a trained MaskablePPO (or PPO) policy picks, deterministically.
+
+    ``policy`` is a path to a saved ``.zip`` or a loaded model. The world is bound by the benchmark
+    (``bind_world``); a policy trained for another pool size or retriever is refused with the sizes.
+    """
+
+    def __init__(self, policy, deterministic: bool = True, top_k: int | None = None):
+        if isinstance(policy, (str, Path)):
+            path = Path(policy)
+            if not path.exists():
+                raise FileNotFoundError(f"policy checkpoint {path} does not exist; train one with `chatir train ppo`")
+            from sb3_contrib import MaskablePPO
+
+            policy = MaskablePPO.load(str(path), device="cpu")
+        self.model = policy
+        self.deterministic = deterministic
+        self.top_k = top_k
+        self.features: PoolFeatures | None = None
+
+    def bind_world(self, world) -> None:
+        space = self.model.observation_space
+        n_actions = int(self.model.action_space.n)
+        top_k = self.top_k or int(space["candidates"].shape[0])
+        max_rounds = int(space["round"].shape[0]) - 1
+        features = PoolFeatures(world, max_rounds, n_actions, top_k)
+        for key in space.spaces:
+            if space[key].shape != features.space[key].shape:
+                raise ValueError(
+                    f"policy observation {key!r} has shape {space[key].shape} but world {world.name!r} gives "
+                    f"{features.space[key].shape}: the policy was trained for another pool size or retriever"
+                )
+        pool_size = len(world.question_pool(world.targets[0]))
+        if pool_size > n_actions:
+            raise ValueError(f"policy chooses among {n_actions} questions but world {world.name!r} has a pool of {pool_size}")
+        self.features = features
+
+    def reset(self, captions: Sequence[str], pools: Sequence[Sequence[str]] | None = None) -> None:
+        if self.features is None:
+            raise RuntimeError("PolicyQuestioner.bind_world(world) must be called before reset()")
+        if pools is None:
+            raise ValueError("PolicyQuestioner needs the episodes' question pools")
+        self.pools = [list(p) for p in pools]
+
+    def ask(self, observations: Sequence[dict]) -> list[str]:
+        dialogs = [observation_dialog(o) for o in observations]
+        asked = np.zeros((len(dialogs), self.features.max_pool), bool)
+        for i, (d, pool) in enumerate(zip(dialogs, self.pools)):
+            index = {q: j for j, q in enumerate(pool)}
+            for q in d.questions:
+                if q in index:
+                    asked[i, index[q]] = True
+        obs = self.features.observe_dialogs(dialogs, self.pools, asked)
+        masks = pool_masks(self.pools, asked, self.features.max_pool)
+        actions, _ = self.model.predict(obs, deterministic=self.deterministic, action_masks=masks)
+        return [pool[int(a)] for pool, a in zip(self.pools, np.asarray(actions).reshape(-1))]
