@@ -490,6 +490,7 @@ def test_custom_questioner_example_plays_and_beats_the_caption():
     specs = [q["questioner"] for q in config["questioners"]]
     assert "custom_questioner:KeywordShapesQuestioner" in specs
     assert config["worlds"][0]["world"] == "shapes_oracle" and config["max_rounds"] == 10
+    assert set(config["worlds"][0]) <= {"name", "world", "args"}
     for entry in config["questioners"]:
         assert set(entry) <= {"name", "questioner", "args"}
         if ":" not in entry["questioner"]:
