@@ -1,0 +1,91 @@
+"""Ranking speed of the offline benchmark: the package's target_ranks vs ChatIR eval.py's argsort loop.
+
+Same embeddings for both: a 50,000 x 256 random unit-vector index and 2,064 targets x 11 rounds of
+query vectors (each a noisy copy of its target's vector, less noisy every round, so Hits@10 is
+neither 0 nor 100). The argsort path does what eval.py's ``_get_recalls`` does per batch of 500
+queries: score against the corpus, ``argsort`` descending, find the target's position. The package
+path is ``chatir_env.metrics.target_ranks`` (tiled matmul and counting, no sort). The script checks
+that both give identical per-round Hits@10, then prints the times and their ratio.
+
+    .venv/bin/python bench/bench_eval_dialogs.py            # CPU, ~2 minutes on 2 cores
+    .venv/bin/python bench/bench_eval_dialogs.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from chatir_env.metrics import hits_at_k, target_ranks
+
+
+def argsort_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """ChatIR eval.py's recall computation (``_get_recalls``), batch by batch."""
+    out = []
+    for start in range(0, queries.shape[0], batch):
+        target_ids = targets[start : start + batch].unsqueeze(1)
+        scores = queries[start : start + batch] @ corpus.T
+        arg_ranks = torch.argsort(scores, descending=True, dim=1).long()
+        out.append(((arg_ranks - target_ids) == 0).nonzero()[:, 1])
+    return torch.cat(out)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--targets", type=int, default=2_064)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(args.seed)
+    corpus = torch.nn.functional.normalize(torch.randn(args.corpus, args.dim, generator=g), dim=1)
+    targets = torch.randperm(args.corpus, generator=g)[: args.targets]
+    queries = []
+    for t in range(args.rounds + 1):
+        signal = 0.10 + 0.02 * t  # the dialog says a little more about the target each round
+        noise = torch.randn(args.targets, args.dim, generator=g) / args.dim**0.5
+        queries.append(torch.nn.functional.normalize(signal * corpus[targets] + noise, dim=1))
+    corpus, targets = corpus.to(device), targets.to(device)
+    queries = [q.to(device) for q in queries]
+    print(f"device {device}, torch threads {torch.get_num_threads()}: corpus {args.corpus} x {args.dim}, "
+          f"{args.targets} targets x {args.rounds + 1} rounds")
+
+    # Warm up both paths once (allocator, kernels), untimed.
+    target_ranks(queries[0][:64], corpus, targets[:64])
+    argsort_ranks(queries[0][:64], corpus, targets[:64])
+
+    _sync(device)
+    start = time.perf_counter()
+    package = torch.stack([target_ranks(q, corpus, targets) for q in queries])
+    _sync(device)
+    package_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    official = torch.stack([argsort_ranks(q, corpus, targets) for q in queries])
+    _sync(device)
+    argsort_s = time.perf_counter() - start
+
+    hits_package, hits_official = hits_at_k(package.cpu()), hits_at_k(official.cpu())
+    assert (hits_package == hits_official).all(), (hits_package, hits_official)
+    same = (package == official).float().mean().item() * 100
+    print("Hits@10 per round:", " ".join(f"{h:.2f}" for h in hits_package), "(identical for both paths)")
+    print(f"ranks identical for {same:.3f}% of (round, target) pairs")
+    print(f"package target_ranks: {package_s:8.2f} s")
+    print(f"argsort (eval.py):    {argsort_s:8.2f} s")
+    print(f"speed ratio (argsort / package): {argsort_s / package_s:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
