@@ -36,6 +36,9 @@ class PolicyQuestioner:
         n_actions = int(self.model.action_space.n)
         top_k = self.top_k or int(space["candidates"].shape[0])
         max_rounds = int(space["round"].shape[0]) - 1
+        pool_size = len(world.question_pool(world.targets[0]))
+        if pool_size > n_actions:
+            raise ValueError(f"policy chooses among {n_actions} questions but world {world.name!r} has a pool of {pool_size}")
         features = PoolFeatures(world, max_rounds, n_actions, top_k)
         for key in space.spaces:
             if space[key].shape != features.space[key].shape:
@@ -43,9 +46,6 @@ class PolicyQuestioner:
                     f"policy observation {key!r} has shape {space[key].shape} but world {world.name!r} gives "
                     f"{features.space[key].shape}: the policy was trained for another pool size or retriever"
                 )
-        pool_size = len(world.question_pool(world.targets[0]))
-        if pool_size > n_actions:
-            raise ValueError(f"policy chooses among {n_actions} questions but world {world.name!r} has a pool of {pool_size}")
         self.features = features
 
     def reset(self, captions: Sequence[str], pools: Sequence[Sequence[str]] | None = None) -> None:

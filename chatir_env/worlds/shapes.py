@@ -109,7 +109,7 @@ def build_shapes_world(
     """A Shapes world. ``retriever``: "learned" (the shipped dual encoder) or "exact".
 
     ``num_targets``: how many of the corpus' scenes episodes draw targets from (None: all of them);
-    the benchmark's 2,064 are a fixed random subset. ``target_set="validation"`` takes the next
+    the benchmark's 2,064 are a fixed random subset. ``target_set="validation"`` takes the last
     ``num_targets`` of the same permutation instead: held out from the benchmark's targets, for
     model selection during training.
     """
@@ -120,8 +120,10 @@ def build_shapes_world(
     scenes, table, ids, caps = scene_corpus(split, corpus_size)
     ret, index = _index(split, corpus_size, retriever, str(weights), float(answer_noise), str(device))
     order = np.random.default_rng(TARGET_SEED).permutation(corpus_size)
-    skip = 2_064 if target_set == "validation" else 0
-    chosen = order[skip:] if num_targets is None else order[skip : skip + min(num_targets, corpus_size)]
+    count = corpus_size if num_targets is None else min(num_targets, corpus_size)
+    # Validation targets come from the far end of the permutation: disjoint from the benchmark's
+    # whenever the corpus holds both (50,000 scenes: 2,064 + up to 47,936).
+    chosen = order[:count] if target_set == "benchmark" else order[corpus_size - count :]
     targets = [ids[i] for i in sorted(chosen)]
     rows = {image_id: i for i, image_id in enumerate(ids)}
 
