@@ -19,6 +19,7 @@ _ENVS = {
 }
 for _id, _kwargs in _ENVS.items():
     if _id not in registry:
-        register(id=_id, entry_point="chatir_env.env:ChatIREnv", kwargs=_kwargs)
+        register(id=_id, entry_point="chatir_env.env:ChatIREnv", vector_entry_point="chatir_env.vector_env:ChatIRVectorEnv",
+                 kwargs=_kwargs)
 
 __all__ = ["Dialog", "target_ranks", "hits_at_k", "bri", "__version__"]

@@ -1,0 +1,72 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from chatir_env.cli import COMMANDS, build_parser, main
+from chatir_env.config import ConfigError
+from chatir_env.eval.benchmark import run_benchmark
+
+
+def small_config(tmp_path, **extra):
+    return {
+        "name": "t", "max_rounds": 4, "num_targets": 40,
+        "worlds": [{"name": "exact", "world": "shapes_oracle", "args": {"corpus_size": 2000, "num_targets": 100}}],
+        "questioners": [{"name": "caption", "questioner": "caption_only"},
+                        {"name": "template", "questioner": "shapes_template"}],
+        "out_dir": str(tmp_path / "out"), **extra,
+    }
+
+
+def test_benchmark_writes_json_csv_png_with_intervals(tmp_path):
+    assert run_benchmark(small_config(tmp_path), bootstrap=50, progress=False) == 0
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    caption, template = results["results"]["exact/caption"], results["results"]["exact/template"]
+    assert caption["queries"] == 40 and caption["rounds"] == 4
+    assert len(set(caption["hits@10"])) == 1, "asking nothing leaves Hits@10 flat"
+    assert template["hits@10"][4] >= template["hits@10"][0]
+    lo, hi = template["hits@10_ci95"]
+    assert all(l <= h for l, h in zip(lo, hi))
+    assert results["config"]["name"] == "t"  # the run records its config next to its results
+    rows = list(csv.DictReader((out / "hits_at_10.csv").open()))
+    assert len(rows) == 2 * 5 and rows[0]["run"] == "exact/caption"
+    assert (out / "hits_at_10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failing_questioner_does_not_lose_the_others(tmp_path):
+    config = small_config(tmp_path)
+    config["questioners"].insert(0, {"name": "broken", "questioner": "tests_helpers_missing:Nope"})
+    assert run_benchmark(config, bootstrap=20, progress=False) == 1
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["results"]) == {"exact/caption", "exact/template"}
+    assert "exact/broken" in results["config"]["failures"]
+
+
+def test_bad_benchmark_config_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="'questioners' must be a non-empty list"):
+        run_benchmark({"worlds": [{"world": "shapes_oracle"}], "questioners": [], "_path": "x.yaml"})
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: chatir " + name in capsys.readouterr().out
+
+
+def test_chatir_eval_command(tmp_path, capsys):
+    code = main(["eval", "--world", "shapes_oracle", "--world-arg", "corpus_size=2000", "--world-arg", "num_targets=30",
+                 "--questioner", "random", "--rounds", "3", "--out", str(tmp_path / "ev"), "--bootstrap", "20"])
+    assert code == 0
+    assert "shapes_oracle/random" in capsys.readouterr().out
+    assert (tmp_path / "ev" / "results.json").exists()
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "chatir_env.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "benchmark" in out.stdout

@@ -1,0 +1,55 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import chatir_env  # noqa: F401
+from chatir_env.vector_env import ChatIRVectorEnv
+from conftest import SMALL
+
+QUESTIONS = ["how many objects are there?", "what is in the center?", "where is the star?", "what is the background?",
+             "is there anything red?", "what shape is the blue object?", "what is in the top left?"]
+
+
+def test_make_vec_uses_the_batched_env():
+    envs = gym.make_vec("ChatIR/ShapesOracle-v0", num_envs=3, **SMALL)
+    assert isinstance(envs, ChatIRVectorEnv) and envs.num_envs == 3
+    obs, info = envs.reset(seed=0)
+    assert len(obs["caption"]) == 3 and info["rank"].shape == (3,)
+
+
+def test_vector_env_plays_the_same_episodes_as_single_envs():
+    envs = gym.make_vec("ChatIR/ShapesOracle-v0", num_envs=4, **SMALL)
+    obs, info = envs.reset(seed=1)
+    targets = list(info["target"])
+    trace = []
+    for r in range(10):
+        qs = [QUESTIONS[(r + i) % len(QUESTIONS)] for i in range(4)]
+        obs, rew, term, trunc, info = envs.step(qs)
+        trace.append((qs, rew, info.get("final_info", info)["rank"]))
+    assert term.all() and "final_obs" in info
+    for i, target in enumerate(targets):
+        env = gym.make("ChatIR/ShapesOracle-v0", **SMALL)
+        env.reset(options={"target": target})
+        for qs, rew, ranks in trace:
+            _, reward, _, _, single = env.step(qs[i])
+            assert reward == pytest.approx(rew[i]) and single["rank"] == ranks[i]
+
+
+def test_vector_env_autoresets_with_new_targets_and_is_seeded():
+    a = gym.make_vec("ChatIR/ShapesOracle-v0", num_envs=2, max_rounds=2, **SMALL)
+    b = gym.make_vec("ChatIR/ShapesOracle-v0", num_envs=2, max_rounds=2, **SMALL)
+    for envs in (a, b):
+        envs.reset(seed=5)
+    for _ in range(2):
+        oa, *_, ia = a.step(["what is in the center?"] * 2)
+        ob, *_, ib = b.step(["what is in the center?"] * 2)
+    assert list(ia["target"]) == list(ib["target"]) and list(oa["caption"]) == list(ob["caption"])
+    assert ia["round"].tolist() == [0, 0]  # the new episodes start at round 0
+    assert ia["final_info"]["round"].tolist() == [2, 2]
+
+
+def test_vector_env_refuses_a_wrong_number_of_questions():
+    envs = ChatIRVectorEnv(2, world="shapes_oracle", **SMALL)
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match="needs 2 questions, got 1"):
+        envs.step(["what is in the center?"])
