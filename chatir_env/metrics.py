@@ -15,30 +15,97 @@ import torch
 
 # Score matrices are built a tile of queries at a time; this bounds a tile to ~64 MB of float32.
 _TILE_ELEMENTS = 1 << 24
+# Columns per block of the one-pass count in ``ranks_from_scores`` (see there).
+_BLOCK = 512
 
 
-def score_matrix(queries: torch.Tensor, corpus: torch.Tensor, corpus_t: torch.Tensor | None = None) -> torch.Tensor:
+def score_matrix(queries: torch.Tensor, corpus: torch.Tensor, corpus_t: torch.Tensor | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
     """``queries @ corpus.T``, skipping dimensions that are zero in every query.
 
     Sparse queries (the exact Shapes scorer's) touch few dimensions; a dimension that is zero in all
     of them adds exactly 0 to every score, so leaving it out changes no score. ``corpus_t``, a
-    contiguous ``corpus.T``, makes picking those dimensions a cheap row gather.
+    contiguous ``corpus.T``, makes picking those dimensions a cheap row gather. ``out``: a
+    ``[Q, N]`` buffer to write into (reused across tiles instead of a fresh allocation per tile).
     """
     used = (queries != 0).any(dim=0)
     if int(used.sum()) < corpus.shape[1] // 2:
         rows = (corpus_t if corpus_t is not None else corpus.T)[used]
-        return queries[:, used] @ rows
-    return queries @ corpus.T
+        return queries[:, used] @ rows if out is None else torch.mm(queries[:, used], rows, out=out)
+    return queries @ corpus.T if out is None else torch.mm(queries, corpus.T, out=out)
 
 
-def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Ranks of ``targets`` in each row of a ``[Q, N]`` score matrix (stable-descending-sort ties)."""
+def _ranks_by_masks(scores: torch.Tensor, targets: torch.Tensor, target_score: torch.Tensor) -> torch.Tensor:
+    """The definition spelled out: #strictly higher + #equal with a lower corpus index."""
     positions = torch.arange(scores.shape[1], device=scores.device)
+    higher = (scores > target_score).sum(dim=1, dtype=torch.int32)
+    tied_before = ((scores == target_score) & (positions[None, :] < targets[:, None])).sum(dim=1, dtype=torch.int32)
+    return (higher + tied_before).long()
+
+
+def _count_true(mask: torch.Tensor) -> torch.Tensor:
+    """``mask[q, blocks, _BLOCK].sum((1, 2))`` as int32, eight bools at a time.
+
+    Summing a bool tensor casts every element (several ns each on a CPU). Read as int64 words
+    instead, each word holds eight 0/1 bytes; adding the ``_BLOCK / 8`` (<= 255) words of a block
+    keeps every byte lane below 256, so the block's count is the sum of its result's eight bytes.
+    """
+    q, blocks, block = mask.shape
+    if block % 8 or block // 8 > 255 or not mask.is_contiguous():
+        return mask.reshape(q, -1).sum(dim=1, dtype=torch.int32)
+    lanes = mask.view(torch.uint8).view(torch.int64).sum(dim=2)  # [q, blocks], byte lanes <= block / 8
+    return lanes.view(torch.uint8).view(q, -1).sum(dim=1, dtype=torch.int32)
+
+
+def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, *, mask_buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """Ranks of ``targets`` in each row of a ``[Q, N]`` score matrix (stable-descending-sort ties).
+
+    rank = #{j : s_j > s_t} + #{j < t : s_j == s_t}, counted in one pass over the scores: the
+    columns are cut into blocks of ``_BLOCK``. In the blocks left of the target's block an item
+    counts when ``s_j >= s_t`` (every tie there lies before the target), right of it when
+    ``s_j >= nextafter(s_t, +inf)``, i.e. ``s_j > s_t`` (ties after the target do not count), and in
+    the target's own block when ``s_j >= s_t``, after which the target itself and the ties after it
+    within that block (a gather of ``_BLOCK`` scores per row) are taken off. Counts are int32,
+    summed eight bools at a time (``_count_true``).
+
+    Rows whose target score is zero or subnormal (where a flush-to-zero mode could make
+    ``nextafter`` compare as zero) and dtypes other than float32/float64 take the plain mask path,
+    which gives the same ranks. ``mask_buffer``: an optional bool buffer of at least ``Q * N``
+    elements for the comparison (reused across tiles by ``target_ranks``).
+    """
+    q, n = scores.shape
+    targets = targets.to(scores.device)
     # Read the target's score out of the same product, so it compares equal to itself bit for bit.
     target_score = scores.gather(1, targets[:, None])
-    higher = (scores > target_score).sum(dim=1)
-    tied_before = ((scores == target_score) & (positions[None, :] < targets[:, None])).sum(dim=1)
-    return higher + tied_before
+    if scores.dtype not in (torch.float32, torch.float64) or q == 0:
+        return _ranks_by_masks(scores, targets, target_score)
+    block = _BLOCK
+    full = n // block  # whole blocks; the n % block tail columns form block number `full`
+    own = targets // block  # the block holding each target
+    above = torch.nextafter(target_score, torch.full_like(target_score, float("inf")))
+    counts = torch.zeros(q, dtype=torch.int32, device=scores.device)
+    if full:
+        block_ids = torch.arange(full, device=scores.device)
+        thresholds = torch.where(block_ids[None, :] <= own[:, None], target_score, above)[:, :, None]  # [Q, full, 1]
+        view = scores[:, : full * block].unflatten(1, (full, block))
+        if mask_buffer is not None and mask_buffer.dtype == torch.bool and mask_buffer.numel() >= q * full * block:
+            mask = torch.ge(view, thresholds, out=mask_buffer.view(-1)[: q * full * block].view(q, full, block))
+        else:
+            mask = view >= thresholds
+        counts += _count_true(mask)
+    if n > full * block:
+        threshold = torch.where(own[:, None] >= full, target_score, above)
+        counts += (scores[:, full * block :] >= threshold).sum(dim=1, dtype=torch.int32)
+    # In its own block the target counted itself and every tie after it: take those off.
+    after = targets[:, None] + torch.arange(1, block, device=scores.device)[None, :]  # [Q, block - 1]
+    valid = after < torch.clamp((own + 1) * block, max=n)[:, None]
+    tied_after = (scores.gather(1, torch.where(valid, after, targets[:, None])) == target_score) & valid
+    ranks = (counts - 1 - tied_after.sum(dim=1, dtype=torch.int32)).long()
+    risky = target_score[:, 0].abs() < 2 * torch.finfo(scores.dtype).tiny
+    if bool(risky.any()):
+        rows = torch.nonzero(risky).flatten()
+        ranks[rows] = _ranks_by_masks(scores[rows], targets[rows], target_score[rows])
+    return ranks
 
 
 def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor, *, corpus_t: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,11 +140,16 @@ def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Ten
     if corpus.dtype != queries.dtype:
         corpus = corpus.to(queries.dtype)
 
-    tile = max(1, _TILE_ELEMENTS // max(n, 1))
+    tile = max(1, min(queries.shape[0], _TILE_ELEMENTS // max(n, 1)))
     out = torch.empty(queries.shape[0], dtype=torch.long, device=queries.device)
+    # One score buffer and one mask buffer for every tile: a fresh 64 MB allocation per tile costs
+    # page faults and zeroing on the order of the counting itself.
+    scores_buffer = torch.empty(tile * n, dtype=queries.dtype, device=queries.device)
+    mask_buffer = torch.empty(tile * n, dtype=torch.bool, device=queries.device)
     for start in range(0, queries.shape[0], tile):
-        scores = score_matrix(queries[start : start + tile], corpus, corpus_t)  # [tile, N]
-        out[start : start + tile] = ranks_from_scores(scores, targets[start : start + tile])
+        rows = min(tile, queries.shape[0] - start)
+        scores = score_matrix(queries[start : start + rows], corpus, corpus_t, out=scores_buffer[: rows * n].view(rows, n))
+        out[start : start + rows] = ranks_from_scores(scores, targets[start : start + rows], mask_buffer=mask_buffer)
     return out
 
 
