@@ -21,11 +21,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML config (a path, or the name of a packaged config)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a top-level config field (repeatable), e.g. --set reward=rank_delta")
 
 
 def run(args: argparse.Namespace) -> int:
     from chatir_env.config import load_config
 
+    import yaml
+
     config = load_config(args.config)
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set must look like KEY=VALUE, got {item!r}")
+        config[key] = yaml.safe_load(value)
     module = importlib.import_module(TRAINERS[args.what][0])
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0
