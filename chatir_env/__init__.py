@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 _ENVS = {
     "ChatIR/Shapes-v0": {"world": "shapes"},
     "ChatIR/ShapesOracle-v0": {"world": "shapes_oracle"},
+    "ChatIR/VisDial-v0": {"world": "visdial"},
+    "ChatIR/VisDialReplay-v0": {"world": "visdial_replay"},
 }
 for _id, _kwargs in _ENVS.items():
     if _id not in registry:
