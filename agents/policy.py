@@ -11,21 +11,31 @@ from ..pooled import PoolFeatures, pool_masks
 from ..spaces import observation_dialog
 
 
+def load_policy(path: str | Path):
+    """A MaskablePPO checkpoint (``.zip``) or an exported policy (``.pt``), on the CPU."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"policy checkpoint {path} does not exist; train one with `chatir train ppo`")
+    if path.suffix == ".zip":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO.load(str(path), device="cpu")
+    from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
+
+    return MaskableMultiInputActorCriticPolicy.load(str(path), device="cpu")
+
+
 class PolicyQuestioner:
     """Asks the pool question a trained MaskablePPO (or PPO) policy picks, deterministically.
 
-    ``policy`` is a path to a saved ``.zip`` or a loaded model. The world is bound by the benchmark
+    ``policy`` is a path (a MaskablePPO ``.zip`` checkpoint, or a ``.pt`` policy exported without
+    optimiser state, as shipped) or a loaded model or policy. The world is bound by the benchmark
     (``bind_world``); a policy trained for another pool size or retriever is refused with the sizes.
     """
 
     def __init__(self, policy, deterministic: bool = True, top_k: int | None = None):
         if isinstance(policy, (str, Path)):
-            path = Path(policy)
-            if not path.exists():
-                raise FileNotFoundError(f"policy checkpoint {path} does not exist; train one with `chatir train ppo`")
-            from sb3_contrib import MaskablePPO
-
-            policy = MaskablePPO.load(str(path), device="cpu")
+            policy = load_policy(policy)
         self.model = policy
         self.deterministic = deterministic
         self.top_k = top_k

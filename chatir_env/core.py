@@ -74,6 +74,8 @@ class EpisodeBatch:
         self.top_positions: torch.Tensor | None = None
 
     def sample_targets(self, rng: np.random.Generator, count: int) -> list[str]:
+        if not self.world.targets:
+            raise ValueError(f"world {self.world.name!r} has no targets to draw from; pass one with reset(options={{'target': id}})")
         return [self.world.targets[i] for i in rng.integers(0, len(self.world.targets), count)]
 
     def _rank(self, slots: Sequence[int]) -> np.ndarray:

@@ -85,6 +85,13 @@ class PoolFeatures:
                 "gain": np.clip(gain, 0, 10), "candidates": candidates}
 
 
+def pool_action(action: int, pool_size: int) -> int:
+    """The pool index an action asks: padded slots wrap around (masks keep a masked agent off them)."""
+    if action < 0:
+        raise ValueError(f"action {action} is negative")
+    return action % pool_size
+
+
 def pool_masks(pools: Sequence[list[str]], asked: np.ndarray, max_pool: int) -> np.ndarray:
     masks = np.zeros((len(pools), max_pool), bool)
     for i, pool in enumerate(pools):
@@ -98,7 +105,7 @@ class PooledChatIREnv(gym.Wrapper):
     ## Action Space
     ``Discrete(max_pool)``; ``action_masks()`` marks the useful ones (in the pool, not yet asked).
     An agent that ignores the masks may repeat a question (same answer, the rank barely moves); an
-    action past the end of the episode's pool raises ``ValueError``.
+    action on a padded slot (past the end of the episode's pool) wraps around to ``action % len(pool)``.
 
     ## Observation Space
     See the module docstring (``PoolFeatures``): dialog vector, round, asked mask, per-question
@@ -134,9 +141,7 @@ class PooledChatIREnv(gym.Wrapper):
         return self._obs(), info
 
     def step(self, action):
-        a = int(action)
-        if not (0 <= a < len(self._pool)):
-            raise ValueError(f"action {a} is not a question of this episode's pool of {len(self._pool)}")
+        a = pool_action(int(action), len(self._pool))
         self._asked[0, a] = True
         _, reward, terminated, truncated, info = self.env.step(self._pool[a])
         return self._obs(), reward, terminated, truncated, info

@@ -14,7 +14,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from .core import EpisodeBatch
-from .pooled import PoolFeatures, pool_masks
+from .pooled import PoolFeatures, pool_action, pool_masks
 from .rewards import DEFAULT_REWARD, RewardFn
 from .worlds.base import World
 
@@ -69,9 +69,8 @@ class PooledVecEnv(VecEnv):
 
     def step_wait(self):
         questions = []
-        for i, a in enumerate(self._actions.tolist()):
-            if not (0 <= a < len(self._pools[i])):
-                raise ValueError(f"env {i}: action {a} is not in its pool of {len(self._pools[i])} questions")
+        for i, action in enumerate(self._actions.tolist()):
+            a = pool_action(int(action), len(self._pools[i]))
             self._asked[i, a] = True
             questions.append(self._pools[i][a])
         result = self.core.step(questions)

@@ -10,7 +10,7 @@ Config (YAML)::
       - {name: exact, world: shapes_oracle, args: {answer_noise: 0.0}}
     questioners:                 # each: a label, a short name or package.module:Class, its arguments
       - {name: random, questioner: random, args: {seed: 0}}
-      - {name: ppo, questioner: policy, args: {policy: "package:agents/policies/ppo_shapes_oracle.zip"}, worlds: [exact]}
+      - {name: ppo, questioner: policy, args: {policy: "package:agents/policies/ppo_shapes_oracle.pt"}, worlds: [exact]}
     out_dir: runs/shapes_demo
 
 A questioner that raises is reported and skipped; the others' results are still written. Results are

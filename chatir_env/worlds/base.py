@@ -45,8 +45,6 @@ class World:
 
     def __post_init__(self) -> None:
         self.index.check_compatible(self.retriever.fingerprint)
-        if not self.targets:
-            raise ValueError(f"world {self.name!r} has no targets")
         self.target_positions = self.index.positions(self.targets)
         missing = [t for t in self.targets if t not in self.captions]
         if missing:
