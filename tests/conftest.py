@@ -25,3 +25,18 @@ def tiny_weights(tmp_path_factory) -> str:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     path.with_suffix(".json").write_text(json.dumps({"model": model.config}))
     return str(path)
+
+
+def _chatir_data():
+    """The official ChatIR release (../shared/data/chatir or $CHATIR_DATA), when all of it is there."""
+    from chatir_env.data.chatir_files import DIALOG_FILES, SEARCH_SPACE_FILE, default_data_dir
+
+    path = default_data_dir()
+    return path if path and all((path / f).is_file() for f in (*DIALOG_FILES, SEARCH_SPACE_FILE)) else None
+
+
+CHATIR_DATA = _chatir_data()
+needs_chatir_data = pytest.mark.skipif(
+    CHATIR_DATA is None,
+    reason="the ChatIR release is not here: set CHATIR_DATA or run `chatir download --data-dir ../shared/data/chatir`",
+)

@@ -43,17 +43,8 @@ from chatir_env.metrics import hits_at_k
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _data_dir() -> Path | None:
-    env = os.environ.get("CHATIR_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "chatir"
-    return path if all((path / f).is_file() for f in (*DIALOG_FILES, SEARCH_SPACE_FILE)) else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None,
-    reason="the ChatIR release is not here: set CHATIR_DATA or run `chatir download --data-dir ../shared/data/chatir`",
-)
+from conftest import CHATIR_DATA as DATA  # noqa: E402
+from conftest import needs_chatir_data as needs_data  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)

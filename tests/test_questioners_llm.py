@@ -28,7 +28,6 @@ from chatir_env.agents.llm import (
     render_plain,
 )
 from chatir_env.agents.replay import ReplayQuestioner, sanitize_question
-from chatir_env.data.chatir_files import default_data_dir
 from chatir_env.dialog import Dialog
 from chatir_env.spaces import dialog_observation
 
@@ -409,13 +408,11 @@ def test_replay_lookup_rules():
     assert q.ask([obs(Dialog("x")), o]) == [None, "what color is the horse?"] and q.unknown_targets == 1
 
 
-DATA = default_data_dir()
+from conftest import CHATIR_DATA as DATA  # noqa: E402
+from conftest import needs_chatir_data as needs_data  # noqa: E402
+
 FILES = ["VisDial_v1.0_queries_val.json", "Human_BLIP2.json", "ChatGPT_BLIP2.json",
          "FLAN_ALPACA_XXL_BLIP2.json", "Unanswered_ChatGPT_BLIP2.json"]
-needs_data = pytest.mark.skipif(
-    DATA is None or not all((DATA / f).exists() for f in FILES),
-    reason="official ChatIR dialog files not found (set CHATIR_DATA or fetch them with `chatir download`)",
-)
 
 
 @needs_data

@@ -44,17 +44,8 @@ PAIRS = 64
 HELDOUT = 16
 
 
-def _data_dir() -> Path | None:
-    env = os.environ.get("CHATIR_DATA")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "chatir"
-    return path if all((path / f).is_file() for f in (*DIALOG_FILES, SEARCH_SPACE_FILE)) else None
-
-
-DATA = _data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None,
-    reason="the ChatIR release is not here: set CHATIR_DATA or run `chatir download --data-dir ../shared/data/chatir`",
-)
+from conftest import CHATIR_DATA as DATA  # noqa: E402
+from conftest import needs_chatir_data as needs_data  # noqa: E402
 
 R_AT_K = {f"{d}_r{k}" for d in ("dialog_to_image", "image_to_dialog") for k in (1, 5, 10)}
 PER_ROUND = {f"hits10_round{t}" for t in range(11)}
