@@ -59,10 +59,26 @@ def format_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] | N
     return "\n".join(lines)
 
 
+def markdown_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] = (0, 1, 2, 3, 5, 10)) -> str:
+    """Cumulative Hits@k at selected rounds with 95% intervals, the last round's non-cumulative Hits@k,
+    BRI and final mean rank, as a Markdown table."""
+    n_rounds = next(iter(rows.values()))["rounds"] if rows else 0
+    rounds = tuple(r for r in rounds if r <= n_rounds)
+    head = "| run | " + " | ".join(f"R{r}" for r in rounds) + f" | per-round R{n_rounds} | BRI | mean rank R{n_rounds} | repeats % |"
+    lines = [head, "|" + " --- |" * (len(rounds) + 5)]
+    for name, s in rows.items():
+        lo, hi = s[f"hits@{k}_ci95"]
+        cells = " | ".join(f"{s[f'hits@{k}'][r]:.1f} [{lo[r]:.1f}, {hi[r]:.1f}]" for r in rounds)
+        lines.append(f"| {name} | {cells} | {s[f'per_round_hits@{k}'][-1]:.1f} | {s.get('bri', float('nan')):.3f} | {s['mean_rank'][-1]:.1f} | "
+                     f"{s.get('repeated_question_rate', 0.0):.1f} |")
+    return "\n".join(lines)
+
+
 def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: int = 10, title: str = "") -> dict[str, Path]:
-    """results.json (config + every figure), hits_at_10.csv (one row per run and round), hits_at_10.png."""
+    """results.json (config + every figure), hits_at_10.csv (one row per run and round), results.md, hits_at_10.png."""
     out = Path(out_dir)
-    paths = {"json": out / "results.json", "csv": out / f"hits_at_{k}.csv", "png": out / f"hits_at_{k}.png"}
+    paths = {"json": out / "results.json", "csv": out / f"hits_at_{k}.csv", "png": out / f"hits_at_{k}.png",
+             "md": out / "results.md"}
     atomic_write_text(paths["json"], json.dumps({"config": config, "results": rows}, indent=2, default=_jsonable))
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -74,6 +90,8 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
                              f"{s[f'per_round_hits@{k}'][r]:.3f}", f"{s['mean_rank'][r]:.2f}", f"{s['median_rank'][r]:.1f}",
                              f"{s.get('bri', float('nan')):.4f}"])
     atomic_write_text(paths["csv"], buf.getvalue())
+    if rows:
+        atomic_write_text(paths["md"], f"Hits@{k} (%) with 95% bootstrap intervals over targets\n\n" + markdown_table(rows, k) + "\n")
     plot_hits(rows, paths["png"], k, title)
     return paths
 

@@ -34,6 +34,7 @@ def test_benchmark_writes_json_csv_png_with_intervals(tmp_path):
     rows = list(csv.DictReader((out / "hits_at_10.csv").open()))
     assert len(rows) == 2 * 5 and rows[0]["run"] == "exact/caption"
     assert (out / "hits_at_10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| exact/template |" in (out / "results.md").read_text()
 
 
 def test_a_failing_questioner_does_not_lose_the_others(tmp_path):
