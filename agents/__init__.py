@@ -12,6 +12,7 @@ QUESTIONERS: dict[str, str] = {
     "random": "chatir_env.agents.base:RandomPoolQuestioner",
     "fixed": "chatir_env.agents.base:FixedOrderQuestioner",
     "shapes_template": "chatir_env.agents.base:ShapesTemplateQuestioner",
+    "lm": "chatir_env.agents.lm:LMQuestioner",
     "greedy_info_gain": "chatir_env.agents.greedy:GreedyInfoGainQuestioner",
     "policy": "chatir_env.agents.policy:PolicyQuestioner",
     "replay": "chatir_env.agents.replay:ReplayQuestioner",
