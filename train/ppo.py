@@ -162,5 +162,11 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
             print(f"\ninterrupted at {model.num_timesteps} timesteps; saved {last}; rerun to resume")
             raise
     model.save(str(out / "final.zip"))
-    print(f"best policy: {out / 'best.zip'}")
+    # Provenance next to the exported policy, so a shipped copy says where it came from.
+    (out / "best_policy.json").write_text(json.dumps({
+        "command": f"chatir train ppo --config {config.get('_path', '<config>')}",
+        "world": cfg.world, "config": asdict(cfg), "selected": f"best validation {cfg.select_by}",
+        "validation": callback.history,
+    }, indent=2))
+    print(f"best policy: {out / 'best_policy.pt'} (full checkpoint {out / 'best.zip'})")
     return 0
