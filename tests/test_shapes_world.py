@@ -148,3 +148,28 @@ def test_rendering_is_seeded_and_shows_the_scene():
 def test_pool_is_parsed_back_and_balanced_over_kinds():
     assert all(parse_question(q) == i for i, q in enumerate(POOL_TEXTS))
     assert len(set(POOL_TEXTS)) == len(POOL_TEXTS) == 121
+
+
+def test_shipped_learned_retriever_loads_and_matches_its_record():
+    import json
+
+    from chatir_env.worlds.shapes import load_dual_encoder, weights_path
+    from chatir_env.worlds.shapes_retrievers import ShapesLearnedRetriever
+
+    meta = json.loads(weights_path().with_suffix(".json").read_text())
+    retriever = ShapesLearnedRetriever(load_dual_encoder())
+    assert retriever.fingerprint == meta["fingerprint"]
+    assert meta["command"].startswith("chatir train retriever --config")
+    # the learned encoder reads answers: the true answer ranks the target above a wrong one
+    scenes = one_scene()
+    images = retriever.encode_images(scenes)
+    right = retriever.encode_dialogs([Dialog("a large red star", (("what is in the center?", "a small blue circle"),))])
+    wrong = retriever.encode_dialogs([Dialog("a large red star", (("what is in the center?", "nothing"),))])
+    assert (right @ images.T).item() > (wrong @ images.T).item()
+
+
+def test_missing_weights_say_how_to_make_them(tmp_path):
+    from chatir_env.worlds.shapes import load_dual_encoder
+
+    with pytest.raises(FileNotFoundError, match="chatir train retriever --config retriever_shapes"):
+        load_dual_encoder(str(tmp_path / "none.safetensors"))

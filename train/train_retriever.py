@@ -52,6 +52,7 @@ def train_shapes(config: dict, out_dir: str | None, steps: int | None) -> int:
         tmp = path.with_name(f".{path.name}.tmp.safetensors")
         save_file(state, str(tmp))
         os.replace(tmp, path.with_suffix(".safetensors"))
+        os.chmod(path.with_suffix(".safetensors"), 0o644)  # safetensors writes 0600; a shipped file is world-readable
         meta = {
             "model": model.config,
             "fingerprint": "shapes-dual-" + state_dict_digest(model),
