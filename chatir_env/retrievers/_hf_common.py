@@ -1,8 +1,8 @@
 """Helpers shared by the transformers-backed retrievers and answerers.
 
 Device and dtype resolution, image loading (PIL only: torchvision is not installable beside the
-pinned torch), image-processor loading that prefers the ``*ImageProcessorPil`` classes, and weight
-fingerprints.
+pinned torch), image-processor loading that prefers the ``*ImageProcessorPil`` classes, weight
+fingerprints, and :class:`HFDualEncoder`, the retriever skeleton BLIP and CLIP share.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
+
+from ..dialog import Dialog
 
 # Config keys that change on a save/load round trip or name no property of the weights.
 _VOLATILE_CONFIG_KEYS = {
@@ -152,3 +155,105 @@ def processor_settings(processor: Any, keys: Iterable[str]) -> dict:
             value = list(value)
         out[key] = value
     return out
+
+
+class HFDualEncoder:
+    """The skeleton of a :class:`~chatir_env.protocols.Retriever` over a transformers dual encoder.
+
+    It owns device/dtype placement, batching, preprocessing, normalisation, saving and the
+    fingerprint. A subclass supplies only what differs between models:
+
+    - ``_image_features(pixel_values)`` and ``_text_features(input_ids, attention_mask)``: the
+      projected (not yet normalised) feature of each row;
+    - ``_default_image_processor()`` and ``_feature_dim()``: read from ``self.model.config``;
+    - ``PROCESSOR_KEYS``: the image-processor settings that change features, fingerprinted so that
+      an index built with other preprocessing is not mistaken for this one;
+    - its own ``__init__`` defaults and ``from_pretrained``.
+    """
+
+    PROCESSOR_KEYS: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        image_processor,
+        device: str | torch.device | None,
+        dtype: str | torch.dtype | None,
+        batch_size: int,
+        max_length: int,
+    ) -> None:
+        # No defaults here: each subclass's signature states its own (BLIP keeps 200 tokens, CLIP 77).
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.tokenizer = tokenizer
+        self.image_processor = self._default_image_processor() if image_processor is None else image_processor
+        self.batch_size = int(batch_size)
+        # Never ask the tokenizer for more tokens than the text encoder has positions for.
+        limit = int(self.model.config.text_config.max_position_embeddings)
+        self.max_length = min(int(max_length), limit)
+        self.dim = self._feature_dim()
+        # The class name keeps BLIP and CLIP fingerprints apart; max_length and the preprocessing are
+        # in it because they change the features as much as the weights do.
+        self.fingerprint = weights_fingerprint(
+            type(self).__name__,
+            self.model,
+            self.model.config,
+            extra={"max_length": self.max_length, **processor_settings(self.image_processor, self.PROCESSOR_KEYS)},
+        )
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _default_image_processor(self):
+        raise NotImplementedError
+
+    def _feature_dim(self) -> int:
+        raise NotImplementedError
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _dialog_text(self, dialog: Dialog | str) -> str:
+        """ChatIR's query string for one dialog; anything else is passed through ``str``."""
+        return dialog.text() if isinstance(dialog, Dialog) else str(dialog)
+
+    # ------------------------------------------------------------------ shared
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Model, tokenizer and image processor, readable by ``from_pretrained``."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        self.image_processor.save_pretrained(str(path))
+
+    @torch.inference_mode()
+    def encode_images(self, items: Sequence[Any]) -> torch.Tensor:
+        """PIL images or image paths -> unit vectors ``[n, dim]`` (float32, on ``self.device``)."""
+        out = []
+        for chunk in batches(list(items), self.batch_size):
+            pixels = self.image_processor([load_image(i) for i in chunk], return_tensors="pt")["pixel_values"]
+            feats = self._image_features(pixels.to(self.device, self.dtype))
+            out.append(F.normalize(feats.float(), dim=-1))
+        # An empty gallery still has the feature width, so callers can concatenate it.
+        return torch.cat(out) if out else torch.zeros(0, self.dim, device=self.device)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Query strings -> unit vectors ``[n, dim]``; longer than ``max_length`` tokens are truncated."""
+        out = []
+        for chunk in batches(list(texts), self.batch_size):
+            tokens = self.tokenizer(
+                list(chunk), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+            feats = self._text_features(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
+            out.append(F.normalize(feats.float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, self.dim, device=self.device)
+
+    def encode_dialogs(self, dialogs: Sequence[Dialog | str]) -> torch.Tensor:
+        """Dialogs (ChatIR's query string, ``Dialog.text()``) -> unit vectors ``[n, dim]``."""
+        return self.encode_texts([self._dialog_text(d) for d in dialogs])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fingerprint={self.fingerprint!r}, device={self.device}, dtype={self.dtype})"

@@ -13,21 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..dialog import Dialog
-from ._hf_common import (
-    batches,
-    load_image,
-    load_image_processor,
-    processor_settings,
-    resolve_device,
-    resolve_dtype,
-    weights_fingerprint,
-)
+from ._hf_common import HFDualEncoder, load_image_processor
 
 __all__ = ["BlipDialogRetriever"]
 
@@ -42,7 +33,7 @@ def _dialog_text(item: Dialog | str) -> str:
     raise TypeError(f"expected a Dialog or a str, got {type(item).__name__}")
 
 
-class BlipDialogRetriever:
+class BlipDialogRetriever(HFDualEncoder):
     """A :class:`~chatir_env.protocols.Retriever` over HF ``BlipForImageTextRetrieval``.
 
     Args:
@@ -56,6 +47,8 @@ class BlipDialogRetriever:
         max_length: dialog tokens kept (ChatIR: 200, ``truncation=True``).
     """
 
+    PROCESSOR_KEYS = ("size", "image_mean", "image_std", "resample", "do_normalize")
+
     def __init__(
         self,
         model,
@@ -66,29 +59,31 @@ class BlipDialogRetriever:
         batch_size: int = 64,
         max_length: int = 200,
     ) -> None:
+        super().__init__(model, tokenizer, image_processor, device, dtype, batch_size, max_length)
+
+    # Unlike CLIP, BLIP has always refused queries that are neither a Dialog nor a str.
+    _dialog_text = staticmethod(_dialog_text)
+
+    def _default_image_processor(self):
         from transformers import BlipImageProcessorPil
 
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.tokenizer = tokenizer
         size = self.model.config.vision_config.image_size
-        if image_processor is None:
-            image_processor = BlipImageProcessorPil(size={"height": size, "width": size})
-        self.image_processor = image_processor
-        self.batch_size = int(batch_size)
-        limit = self.model.config.text_config.max_position_embeddings
-        self.max_length = min(int(max_length), int(limit))
-        self.dim = int(self.model.config.image_text_hidden_size)
-        self.fingerprint = weights_fingerprint(
-            type(self).__name__,
-            self.model,
-            self.model.config,
-            extra={
-                "max_length": self.max_length,
-                **processor_settings(self.image_processor, ("size", "image_mean", "image_std", "resample", "do_normalize")),
-            },
-        )
+        return BlipImageProcessorPil(size={"height": size, "width": size})
+
+    def _feature_dim(self) -> int:
+        return int(self.model.config.image_text_hidden_size)
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # The ViT's class token after its final LayerNorm, not ``pooler_output`` (LayerNorm twice).
+        hidden = self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        return self.model.vision_proj(hidden[:, 0, :])
+
+    def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # The text encoder alone (no image, bidirectional attention), as BLIP's ``mode="text"``.
+        hidden = self.model.text_encoder(
+            input_ids=input_ids, attention_mask=attention_mask, is_decoder=False
+        ).last_hidden_state
+        return self.model.text_proj(hidden[:, 0, :])
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -146,52 +141,3 @@ class BlipDialogRetriever:
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
-
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Model, tokenizer and image processor, readable by :meth:`from_pretrained`."""
-        Path(path).mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path))
-        self.tokenizer.save_pretrained(str(path))
-        self.image_processor.save_pretrained(str(path))
-
-    # ------------------------------------------------------------------ encoders
-    @torch.inference_mode()
-    def encode_images(self, items: Sequence[Any]) -> torch.Tensor:
-        """PIL images or image paths -> unit vectors ``[n, dim]`` (float32, on ``self.device``)."""
-        items = list(items)
-        out = []
-        for chunk in batches(items, self.batch_size):
-            images = [load_image(item) for item in chunk]
-            pixels = self.image_processor(images, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(self.device, self.dtype)
-            hidden = self.model.vision_model(pixel_values=pixels).last_hidden_state
-            out.append(F.normalize(self.model.vision_proj(hidden[:, 0, :]).float(), dim=-1))
-        if not out:
-            return torch.zeros(0, self.dim, device=self.device)
-        return torch.cat(out)
-
-    @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Query strings -> unit vectors ``[n, dim]``; longer than ``max_length`` tokens are truncated."""
-        texts = list(texts)
-        out = []
-        for chunk in batches(texts, self.batch_size):
-            tokens = self.tokenizer(
-                list(chunk), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
-            )
-            hidden = self.model.text_encoder(
-                input_ids=tokens["input_ids"].to(self.device),
-                attention_mask=tokens["attention_mask"].to(self.device),
-                is_decoder=False,
-            ).last_hidden_state
-            out.append(F.normalize(self.model.text_proj(hidden[:, 0, :]).float(), dim=-1))
-        if not out:
-            return torch.zeros(0, self.dim, device=self.device)
-        return torch.cat(out)
-
-    def encode_dialogs(self, dialogs: Sequence[Dialog | str]) -> torch.Tensor:
-        """Dialogs (ChatIR's query string, ``Dialog.text()``) -> unit vectors ``[n, dim]``."""
-        return self.encode_texts([_dialog_text(d) for d in dialogs])
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(fingerprint={self.fingerprint!r}, device={self.device}, dtype={self.dtype})"
