@@ -38,10 +38,12 @@ class Answerer(Protocol):
 class Questioner(Protocol):
     """Asks one question per episode. ``reset`` starts new episodes; ``ask`` is called once a round.
 
-    Observations are the env's observation dicts (see ``ChatIREnv``); ``Dialog.from_observation``
-    turns one back into a ``Dialog``.
+    Observations are the env's observation dicts (see ``ChatIREnv``);
+    ``chatir_env.spaces.observation_dialog`` turns one back into a ``Dialog``. ``pools`` are the
+    questions each episode's world can answer, for questioners that pick from them; returning None
+    for an episode asks nothing that round.
     """
 
-    def reset(self, captions: Sequence[str]) -> None: ...
+    def reset(self, captions: Sequence[str], pools: Sequence[Sequence[str]] | None = None) -> None: ...
 
-    def ask(self, observations: Sequence[dict]) -> list[str]: ...
+    def ask(self, observations: Sequence[dict]) -> list[str | None]: ...

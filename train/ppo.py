@@ -19,10 +19,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
 
+from ..agents.policy import PolicyQuestioner
 from ..config import ConfigError, dataclass_from
+from ..eval.runner import play_episodes
+from ..metrics import bri, hits_at_k
+from ..sb3_vec_env import PooledVecEnv
+from ..worlds import build_world
 
 
 @dataclass
@@ -52,72 +58,58 @@ class PPOConfig:
     out_dir: str = "runs/ppo_shapes"
 
 
-class ValidationCallback:
+class ValidationCallback(BaseCallback):
     """Plays the validation targets with the current policy; logs, keeps the best and the last model."""
 
-    def __new__(cls, *args, **kwargs):
-        from stable_baselines3.common.callbacks import BaseCallback
+    def __init__(self, world, cfg: PPOConfig, out: Path, start_time: float):
+        super().__init__()
+        self.world, self.cfg, self.out, self.t0 = world, cfg, out, start_time
+        history = out / "validation.json"
+        self.history = json.loads(history.read_text()) if history.exists() else []  # resumed runs keep theirs
+        self.best = min((h["score"] for h in self.history), default=float("inf"))
+        self.next_eval = cfg.eval_every
 
-        class _Callback(BaseCallback):
-            def __init__(self, world, cfg: PPOConfig, out: Path, start_time: float):
-                super().__init__()
-                self.world, self.cfg, self.out, self.t0 = world, cfg, out, start_time
-                self.history = json.loads((out / "validation.json").read_text()) if (out / "validation.json").exists() else []
-                self.best = min((h["score"] for h in self.history), default=float("inf"))
-                self.next_eval = cfg.eval_every
+    def _on_training_start(self) -> None:
+        self.next_eval = (self.num_timesteps // self.cfg.eval_every + 1) * self.cfg.eval_every
 
-            def _on_training_start(self) -> None:
-                self.next_eval = (self.num_timesteps // self.cfg.eval_every + 1) * self.cfg.eval_every
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.next_eval += self.cfg.eval_every
+            self.validate()
+        return True
 
-            def _on_step(self) -> bool:
-                if self.num_timesteps >= self.next_eval:
-                    self.next_eval += self.cfg.eval_every
-                    self.validate()
-                return True
+    def _on_training_end(self) -> None:
+        self.validate()
 
-            def _on_training_end(self) -> None:
-                self.validate()
-
-            def validate(self) -> None:
-                from ..agents.policy import PolicyQuestioner
-                from ..eval.runner import play_episodes
-                from ..metrics import bri, hits_at_k
-
-                questioner = PolicyQuestioner(self.model)
-                questioner.bind_world(self.world)
-                record = play_episodes(self.world, questioner, max_rounds=self.cfg.max_rounds, progress=False)
-                hits = hits_at_k(record.ranks)
-                row = {
-                    "timesteps": int(self.num_timesteps),
-                    "minutes": round((time.time() - self.t0) / 60, 2),
-                    "hits@10_round5": float(hits[min(5, self.cfg.max_rounds)]),
-                    "hits@10_round10": float(hits[-1]),
-                    "mean_rank_final": float(record.ranks[-1].mean()),
-                    "bri": bri(record.ranks),
-                }
-                row["score"] = row["bri"] if self.cfg.select_by == "bri" else -row["hits@10_round5"]
-                for key in ("hits@10_round5", "hits@10_round10", "mean_rank_final", "bri"):
-                    self.logger.record(f"validation/{key}", row[key])
-                self.history.append(row)
-                self.model.save(str(self.out / "last.zip"))
-                if row["score"] < self.best:
-                    self.best = row["score"]
-                    self.model.save(str(self.out / "best.zip"))
-                    # The policy alone (no optimiser state): what a questioner needs, a third of the size.
-                    self.model.policy.save(str(self.out / "best_policy.pt"))
-                    row["best"] = True
-                (self.out / "validation.json").write_text(json.dumps(self.history, indent=2))
-                print(json.dumps(row))
-
-        return _Callback(*args, **kwargs)
+    def validate(self) -> None:
+        questioner = PolicyQuestioner(self.model)
+        questioner.bind_world(self.world)
+        record = play_episodes(self.world, questioner, max_rounds=self.cfg.max_rounds, progress=False)
+        hits = hits_at_k(record.ranks)
+        row = {
+            "timesteps": int(self.num_timesteps),
+            "minutes": round((time.time() - self.t0) / 60, 2),
+            "hits@10_round5": float(hits[min(5, self.cfg.max_rounds)]),
+            "hits@10_round10": float(hits[-1]),
+            "mean_rank_final": float(record.ranks[-1].mean()),
+            "bri": bri(record.ranks),
+        }
+        row["score"] = row["bri"] if self.cfg.select_by == "bri" else -row["hits@10_round5"]
+        for key in ("hits@10_round5", "hits@10_round10", "mean_rank_final", "bri"):
+            self.logger.record(f"validation/{key}", row[key])
+        self.history.append(row)
+        self.model.save(str(self.out / "last.zip"))
+        if row["score"] < self.best:
+            self.best = row["score"]
+            self.model.save(str(self.out / "best.zip"))
+            # The policy alone (no optimiser state): what a questioner needs, a third of the size.
+            self.model.policy.save(str(self.out / "best_policy.pt"))
+            row["best"] = True
+        (self.out / "validation.json").write_text(json.dumps(self.history, indent=2))
+        print(json.dumps(row))
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
-    from sb3_contrib import MaskablePPO
-
-    from ..sb3_vec_env import PooledVecEnv
-    from ..worlds import build_world
-
     where = config.get("_path", "config")
     cfg = dataclass_from(PPOConfig, {k: v for k, v in config.items() if not k.startswith("_")}, where)
     if out_dir:
