@@ -6,8 +6,6 @@ All take numpy arrays, so one call scores a whole batch of episodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
 REWARDS = ("rank_delta", "log_rank_delta", "best_log_rank_delta")
@@ -50,6 +48,3 @@ class RewardFn:
             reward = reward + self.hit_bonus * first_hit
         return reward
 
-
-def make_reward(name: str = DEFAULT_REWARD, corpus_size: int = 1, hit_bonus: float = 0.0, hit_k: int = 10) -> Callable:
-    return RewardFn(name, corpus_size, hit_bonus, hit_k)
