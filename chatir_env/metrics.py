@@ -13,8 +13,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-# Score matrices are built a tile of queries at a time; this bounds a tile to ~64 MB of float32.
-_TILE_ELEMENTS = 1 << 24
+from . import cpu_matmul
+
+# Score matrices are built a tile of queries at a time; this bounds a tile to ~256 MB of float32
+# (a GEMM of ~1,000 queries x 50,000 images runs ~10% faster than one of ~300).
+_TILE_ELEMENTS = 1 << 26
 # Columns per block of the one-pass count in ``ranks_from_scores`` (see there).
 _BLOCK = 512
 
@@ -32,7 +35,7 @@ def score_matrix(queries: torch.Tensor, corpus: torch.Tensor, corpus_t: torch.Te
     if int(used.sum()) < corpus.shape[1] // 2:
         rows = (corpus_t if corpus_t is not None else corpus.T)[used]
         return queries[:, used] @ rows if out is None else torch.mm(queries[:, used], rows, out=out)
-    return queries @ corpus.T if out is None else torch.mm(queries, corpus.T, out=out)
+    return cpu_matmul.matmul(queries, corpus_t if corpus_t is not None else corpus.T, out=out)
 
 
 def _ranks_by_masks(scores: torch.Tensor, targets: torch.Tensor, target_score: torch.Tensor) -> torch.Tensor:
