@@ -60,6 +60,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import chatir_env  # noqa: E402
+
+# Uninstalled (the device machines run this from a bare checkout), eval/, train/, agents/ and
+# configs/ are not yet mapped into chatir_env as pyproject.toml maps them at install time: let the
+# package find them at the repository root.
+if importlib.util.find_spec("chatir_env.eval") is None:
+    chatir_env.__path__.append(str(ROOT))
+
 UNITS = {
     "_s": "seconds (wall clock, after torch.cuda.synchronize on CUDA)",
     "_per_s": "items per second (named before the suffix)",
@@ -304,6 +312,24 @@ def eval_data(corpus_size: int, dim: int, num_targets: int, rounds: int, seed: i
     return corpus, targets, queries
 
 
+def differences_are_near_ties(ranks_a, ranks_b, queries, corpus, targets) -> tuple[int, bool]:
+    """(#differing (round, target) pairs, whether each is explained by float32 rounding).
+
+    Two float32 GEMMs of the same data may round a score differently (another kernel, split-K): a
+    rank may then move by the number of items whose exact (float64) score lies within a few float32
+    ulps of the target's. Anything larger is a bug.
+    """
+    differing = torch.nonzero(ranks_a.cpu() != ranks_b.cpu()).tolist()
+    corpus64 = corpus.detach().cpu().double()
+    for r, i in differing:
+        scores = corpus64 @ queries[r][i].detach().cpu().double()
+        target_score = scores[int(targets[i])]
+        near = int(((scores - target_score).abs() <= 8 * torch.finfo(torch.float32).eps).sum()) - 1
+        if abs(int(ranks_a[r, i]) - int(ranks_b[r, i])) > near:
+            return len(differing), False
+    return len(differing), True
+
+
 def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) -> dict:
     from chatir_env.index import ImageIndex
     from chatir_env.metrics import hits_at_k, target_ranks
@@ -351,8 +377,11 @@ def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
                package.device.type == device.type and via_index.device.type == device.type
                and small_ranks.device.type == device.type and top_pos.device.type == device.type,
                f"target_ranks {package.device}, ImageIndex {via_index.device}, top-k {top_pos.device}")
-    checks.add("index: ImageIndex.ranks == target_ranks", out["image_index_ranks_identical_pct"] == 100.0,
-               f"{out['image_index_ranks_identical_pct']:.3f}% identical")
+    differing, near_ties = differences_are_near_ties(via_index, package, queries, corpus, targets)
+    out["image_index_ranks_differing_pairs"] = differing
+    checks.add("index: ImageIndex.ranks == target_ranks (up to float32 near-ties)", near_ties,
+               f"{out['image_index_ranks_identical_pct']:.5f}% identical; {differing} pairs differ, "
+               f"{'all' if near_ties else 'not all'} within 8 float32 ulps of another item's score")
     log(f"  target_ranks {package_s:.3f} s, argsort loop {argsort_s:.3f} s ({out['argsort_over_target_ranks_x']:.1f}x)")
 
     # The same data on the CPU (one run: the slow side).

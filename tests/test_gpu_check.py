@@ -60,3 +60,17 @@ def test_gpu_check_out_directory_and_section_choice(tmp_path):
     assert gpu_check.main(["--device", "cpu", "--quick", "--only", "index", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert "index" in report and "retrievers" not in report and report["all_ok"]
+
+
+def test_rank_differences_must_be_float32_near_ties():
+    import torch
+
+    gpu_check = load_script()
+    corpus = torch.tensor([[1.0, 0.0], [1.0, 1e-9], [0.0, 1.0], [0.6, 0.8]])
+    queries = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
+    targets = torch.tensor([0, 2])
+    # Query 0: items 0 and 1 score 1 and 1 + 1e-9 (one float32 ulp apart at most): swapping them is rounding.
+    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[1, 0]]), queries, corpus, targets) == (1, True)
+    # Query 1: nothing lies near item 2's score, so a rank that moves is a bug.
+    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[0, 1]]), queries, corpus, targets) == (1, False)
+    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[0, 0]]), queries, corpus, targets) == (0, True)
