@@ -254,3 +254,20 @@ def test_evaluate_dialog_file_refuses_foreign_index():
     index = ImageIndex(torch.eye(3), ["a", "b", "c"], "someone-else")
     with pytest.raises(IndexMismatchError):
         evaluate_dialog_file(TinyImageRetriever(), index, [("a", Dialog("x"))])
+
+
+def test_evaluate_dialog_file_names_the_dialog_whose_embedding_is_nan():
+    class NaNOnSecondTurn(TinyImageRetriever):
+        def encode_dialogs(self, dialogs):
+            out = torch.nn.functional.normalize(torch.ones(len(dialogs), self.dim), dim=1)
+            out[[d.round == 2 and d.caption == "two" for d in dialogs]] = float("nan")
+            return out
+
+    index = ImageIndex(torch.eye(16)[:3], ["a", "b", "c"], "tiny-0-16")
+    turns = (("q1", "a1"), ("q2", "a2"))
+    dialogs = [("a", Dialog("one", turns)), ("c", Dialog("two", turns))]
+    with pytest.raises(ValueError, match="NaN or inf for the dialog of target 'c' at round 2"):
+        evaluate_dialog_file(NaNOnSecondTurn(), index, dialogs, rounds=2)
+    ranks = evaluate_dialog_file(NaNOnSecondTurn(), index, dialogs, rounds=1)
+    assert ranks.shape == (2, 2)  # every dialog at rounds 0 and 1, ranked against the 3 images
+    assert ranks.tolist() == [[0, 2], [0, 2]]  # all-equal scores: the stable order is the corpus order
