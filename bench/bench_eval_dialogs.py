@@ -20,12 +20,15 @@ import argparse
 import time
 
 import torch
+from _source_tree import use_source_tree
 
-from chatir_env import cpu_matmul
-from chatir_env.dialog import Dialog
-from chatir_env.eval.eval_dialogs import evaluate_dialog_file
-from chatir_env.index import ImageIndex
-from chatir_env.metrics import hits_at_k
+use_source_tree()
+
+from chatir_env import cpu_matmul  # noqa: E402
+from chatir_env.dialog import Dialog  # noqa: E402
+from chatir_env.eval.eval_dialogs import evaluate_dialog_file  # noqa: E402
+from chatir_env.index import ImageIndex  # noqa: E402
+from chatir_env.metrics import hits_at_k  # noqa: E402
 
 
 class LookupRetriever:

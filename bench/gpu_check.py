@@ -53,20 +53,16 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if str(ROOT / "bench") not in sys.path:  # bench/ is not a package: its modules are found by path
+    sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import chatir_env  # noqa: E402
+from _source_tree import use_source_tree  # noqa: E402
 
-# Uninstalled (the device machines run this from a bare checkout), eval/, train/, agents/ and
-# configs/ are not yet mapped into chatir_env as pyproject.toml maps them at install time: let the
-# package find them at the repository root.
-if importlib.util.find_spec("chatir_env.eval") is None:
-    chatir_env.__path__.append(str(ROOT))
+use_source_tree()
 
 UNITS = {
     "_s": "seconds (wall clock, after torch.cuda.synchronize on CUDA)",
