@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hits_package, hits_official = hits_at_k(package.cpu()), hits_at_k(official.cpu())
     assert (hits_package == hits_official).all(), (hits_package, hits_official)
-    same = (package == official).float().mean().item() * 100
+    same = (package == official).double().mean().item() * 100
     print("Hits@10 per round:", " ".join(f"{h:.2f}" for h in hits_package), "(identical for both paths)")
     print(f"ranks identical for {same:.3f}% of (round, target) pairs")
     print(f"package eval-dialogs: {package_s:8.2f} s")

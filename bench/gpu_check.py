@@ -214,7 +214,7 @@ def check_retrievers(device: torch.device, sizes: dict, checks: Checks, seed: in
             "image_cosine_mean": float(cos_img.mean()),
             "text_cosine_min": float(cos_txt.min()),
             "text_cosine_mean": float(cos_txt.mean()),
-            "text_to_image_top1_agreement_pct": float((top16 == top32).float().mean() * 100),
+            "text_to_image_top1_agreement_pct": float((top16 == top32).double().mean() * 100),
         }
         agree = section["fp16_vs_fp32"]
         checks.add(f"{name}: float16 features agree with float32 (cosine > 0.99)",
@@ -253,7 +253,7 @@ def check_blip2(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
     k = min(n, batch)
     logits_b = answerer.next_token_logits(targets[:k], None, questions[:k])
     logits_s = torch.cat([answerer.next_token_logits([t], None, [q]) for t, q in zip(targets[:k], questions[:k])])
-    same_argmax = (logits_b.argmax(dim=1) == logits_s.argmax(dim=1)).float().mean() * 100
+    same_argmax = (logits_b.argmax(dim=1) == logits_s.argmax(dim=1)).double().mean() * 100
 
     out = {
         "answers": n,
@@ -357,13 +357,13 @@ def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
         "repeats": repeats,
         "hits@10_pct": hits_pkg.tolist(),
         "hits@10_identical": bool((hits_pkg == hits_off).all()),
-        "ranks_identical_pct": float((package == official).float().mean() * 100),
+        "ranks_identical_pct": float((package == official).double().mean() * 100),
         "target_ranks_s": package_s,
         "argsort_loop_s": argsort_s,
         "argsort_over_target_ranks_x": argsort_s / package_s,
         "target_ranks_queries_per_s": q * (rounds + 1) / package_s,
         "target_ranks_extra_peak_mem_mib": peak_mib,
-        "image_index_ranks_identical_pct": float((via_index == package).float().mean() * 100),
+        "image_index_ranks_identical_pct": float((via_index == package).double().mean() * 100),
         "image_index_result_device": str(via_index.device),
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if device.type == "cuda" else None,
     }
@@ -390,7 +390,7 @@ def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
         "cpu_threads": torch.get_num_threads(),
         "cpu_target_ranks_s": cpu_s,
         "cpu_over_device_target_ranks_x": cpu_s / package_s,
-        "cpu_vs_device_ranks_identical_pct": float((cpu_ranks == package.cpu()).float().mean() * 100),
+        "cpu_vs_device_ranks_identical_pct": float((cpu_ranks == package.cpu()).double().mean() * 100),
         "cpu_vs_device_hits@10_identical": bool((hits_cpu == hits_pkg).all()),
         "cpu_vs_device_hits@10_max_abs_diff_pct": float(np.abs(hits_cpu - hits_pkg).max()),
     })

@@ -209,13 +209,13 @@ class HeldoutProbe:
         d2i = target_ranks(full, images, own)
         i2d = target_ranks(images, full, own)
         for k in (1, 5, 10):
-            out[f"dialog_to_image_r{k}"] = float((d2i < k).float().mean() * 100)
+            out[f"dialog_to_image_r{k}"] = float((d2i < k).double().mean() * 100)
         for k in (1, 5, 10):
-            out[f"image_to_dialog_r{k}"] = float((i2d < k).float().mean() * 100)
+            out[f"image_to_dialog_r{k}"] = float((i2d < k).double().mean() * 100)
         for t in range(self.max_rounds + 1):
             ranks = d2i if all(d.round <= t for d in self.dialogs) else target_ranks(
                 self._encode(model, [d.truncated(t) for d in self.dialogs]).to(images.device), images, own)
-            out[f"hits10_round{t}"] = float((ranks < 10).float().mean() * 100)
+            out[f"hits10_round{t}"] = float((ranks < 10).double().mean() * 100)
         return out
 
 
