@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .answer_entropy import answer_entropies  # the quantity the greedy questioner maximises
 from .core import EpisodeBatch
 from .dialog import Dialog
 from .worlds.base import World
@@ -72,8 +73,6 @@ class PoolFeatures:
         weights = torch.softmax(top_scores.double() * (1.0 if self.log_likelihood_scores else 20.0), dim=1).cpu().numpy()
         gain = np.zeros((n, self.max_pool), np.float32)
         if self.world.pool_answers is not None:
-            from .agents.greedy import answer_entropies  # the same quantity the greedy questioner maximises
-
             ids = np.asarray(self.world.index.ids, dtype=object)[top_positions.cpu().numpy()]
             codes = np.stack([np.asarray(self.world.pool_answers(list(row))) for row in ids])
             entropy = answer_entropies(codes, weights)

@@ -6,7 +6,8 @@ import pytest
 from stable_baselines3.common.env_checker import check_env
 
 import chatir_env  # noqa: F401
-from chatir_env.agents.greedy import GreedyInfoGainQuestioner, answer_entropies
+from chatir_env.agents.greedy import GreedyInfoGainQuestioner
+from chatir_env.answer_entropy import answer_entropies
 from chatir_env.agents.policy import PolicyQuestioner
 from chatir_env.eval.runner import play_episodes
 from chatir_env.pooled import PooledChatIREnv
