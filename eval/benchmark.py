@@ -92,6 +92,12 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 record = play_episodes(world, questioner, targets, max_rounds, progress=progress, desc=run_name)
                 rows[run_name] = summarize_record(record, bootstrap_samples=bootstrap)
                 rows[run_name]["seconds"] = round(time.time() - t0, 1)
+                stats = getattr(questioner, "stats", None)
+                if isinstance(stats, dict):  # e.g. an LLM questioner's retries, fallbacks, backend errors
+                    rows[run_name]["questioner_stats"] = json.loads(json.dumps(stats, default=str))
+                    if stats.get("fallbacks") or stats.get("backend_errors"):
+                        print(f"[{run_name}] questioner stats: {stats.get('fallbacks', 0)} fallback questions, "
+                              f"{stats.get('backend_errors', 0)} backend errors (in results.json)")
             except Exception as err:  # one broken questioner must not cost the others' results
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")

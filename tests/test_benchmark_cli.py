@@ -46,6 +46,31 @@ def test_a_failing_questioner_does_not_lose_the_others(tmp_path):
     assert "exact/broken" in results["config"]["failures"]
 
 
+class CountingQuestioner:
+    """Asks one fixed question and keeps LLMQuestioner-style stats."""
+
+    def __init__(self):
+        self.stats = {"questions": 0, "fallbacks": 0, "backend_errors": 0, "last_error": ValueError("x")}
+
+    def reset(self, captions, pools=None):
+        pass
+
+    def ask(self, observations):
+        self.stats["questions"] += len(observations)
+        self.stats["fallbacks"] += 1
+        return ["is there a red circle?"] * len(observations)
+
+
+def test_questioner_stats_are_kept_with_the_results(tmp_path, capsys):
+    config = small_config(tmp_path)
+    config["questioners"] = [{"name": "counting", "questioner": "test_benchmark_cli:CountingQuestioner"}]
+    assert run_benchmark(config, bootstrap=10, progress=False) == 0
+    stats = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["exact/counting"]["questioner_stats"]
+    # 40 targets in one batch, 4 rounds: one ask per round
+    assert stats == {"questions": 160, "fallbacks": 4, "backend_errors": 0, "last_error": "x"}
+    assert "[exact/counting] questioner stats: 4 fallback questions, 0 backend errors" in capsys.readouterr().out
+
+
 def test_bad_benchmark_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match="'questioners' must be a non-empty list"):
         run_benchmark({"worlds": [{"world": "shapes_oracle"}], "questioners": [], "_path": "x.yaml"})
