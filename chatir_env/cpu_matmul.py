@@ -51,11 +51,13 @@ def _openblas_controller():
 def _pool(workers: int) -> ThreadPoolExecutor:
     with _lock:
         pool = _state.get("pool")
-        if pool is None or _state.get("workers") != workers:
-            if pool is not None:
+        # A forked child (SubprocVecEnv, DataLoader workers) inherits the pool but not its threads:
+        # work handed to it would never run, so each process makes its own.
+        if pool is None or _state.get("workers") != workers or _state.get("pid") != os.getpid():
+            if pool is not None and _state.get("pid") == os.getpid():
                 pool.shutdown(wait=False)
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chatir-matmul")
-            _state["pool"], _state["workers"] = pool, workers
+            _state.update(pool=pool, workers=workers, pid=os.getpid())
         return pool
 
 

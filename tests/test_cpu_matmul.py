@@ -93,3 +93,23 @@ def test_target_ranks_agree_between_openblas_and_torch(monkeypatch):
     assert torch.equal(target_ranks(queries, corpus, targets), default)
     order = torch.sort(queries @ corpus.T, dim=1, descending=True, stable=True).indices
     assert torch.equal(default, (order == targets[:, None]).nonzero()[:, 1])
+
+
+@needs_openblas
+def test_a_forked_child_gets_its_own_worker_threads():
+    import multiprocessing
+
+    a, b = _operands(integer=True)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # two workers: the thread pool is used
+        expected = cpu_matmul.matmul(a, b)  # the parent's pool now exists
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.apply_async(_child_product, (a, b))
+            assert torch.equal(result.get(timeout=60), expected)  # a pool without threads would hang here
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _child_product(a, b):
+    return cpu_matmul.matmul(a, b)
