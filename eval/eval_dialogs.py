@@ -67,6 +67,8 @@ def evaluate_dialog_file(
         # One ranking call over every round: the score GEMM then runs on tiles of ~1,000 queries
         # (faster per query than one encoder batch at a time) and its buffers are allocated once.
         queries = torch.cat(vectors)
+        if progress:
+            print(f"ranking {len(queries):,} dialog vectors against {len(index):,} images", file=sys.stderr)
         ranks = index.ranks(queries, targets.repeat(rounds + 1))
     return ranks.view(rounds + 1, len(dialogs)).cpu()
 
