@@ -31,6 +31,20 @@ from chatir_env.index import ImageIndex  # noqa: E402
 from chatir_env.metrics import hits_at_k  # noqa: E402
 
 
+def eval_data(corpus_size: int, dim: int, num_targets: int, rounds: int, seed: int):
+    """A unit-vector corpus, random targets, and per round a query per target that is a noisy copy
+    of its target's vector, less noisy every round (so Hits@10 is neither 0 nor 100)."""
+    g = torch.Generator().manual_seed(seed)
+    corpus = torch.nn.functional.normalize(torch.randn(corpus_size, dim, generator=g), dim=1)
+    targets = torch.randperm(corpus_size, generator=g)[:num_targets]
+    queries = []
+    for t in range(rounds + 1):
+        signal = 0.10 + 0.02 * t  # the dialog says a little more about the target each round
+        noise = torch.randn(num_targets, dim, generator=g) / dim**0.5
+        queries.append(torch.nn.functional.normalize(signal * corpus[targets] + noise, dim=1))
+    return corpus, targets, queries
+
+
 class LookupRetriever:
     """Returns the precomputed vector of (dialog caption, round): the encoder is not what is timed."""
 
@@ -71,14 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
-    g = torch.Generator().manual_seed(args.seed)
-    corpus = torch.nn.functional.normalize(torch.randn(args.corpus, args.dim, generator=g), dim=1)
-    targets = torch.randperm(args.corpus, generator=g)[: args.targets]
-    queries = []
-    for t in range(args.rounds + 1):
-        signal = 0.10 + 0.02 * t  # the dialog says a little more about the target each round
-        noise = torch.randn(args.targets, args.dim, generator=g) / args.dim**0.5
-        queries.append(torch.nn.functional.normalize(signal * corpus[targets] + noise, dim=1))
+    corpus, targets, queries = eval_data(args.corpus, args.dim, args.targets, args.rounds, args.seed)
     corpus, targets = corpus.to(device), targets.to(device)
     queries = [q.to(device) for q in queries]
     print(f"device {device}, torch threads {torch.get_num_threads()}: corpus {args.corpus} x {args.dim}, "

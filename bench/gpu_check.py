@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -125,15 +124,6 @@ def quiet_half_on_cpu():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*requested on CPU; using float32")
         yield
-
-
-def load_bench_module(name: str):
-    """A module of bench/ by file name (bench/ is not a package)."""
-    path = Path(__file__).resolve().parent / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_chatir_bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def random_dialogs(n: int, seed: int):
@@ -295,19 +285,6 @@ def check_blip2(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
 
 
 # --------------------------------------------------------------------------- 3. index / ranking
-def eval_data(corpus_size: int, dim: int, num_targets: int, rounds: int, seed: int):
-    """bench_eval_dialogs.py's data: unit corpus, random targets, queries less noisy every round."""
-    g = torch.Generator().manual_seed(seed)
-    corpus = F.normalize(torch.randn(corpus_size, dim, generator=g), dim=1)
-    targets = torch.randperm(corpus_size, generator=g)[:num_targets]
-    queries = []
-    for t in range(rounds + 1):
-        signal = 0.10 + 0.02 * t
-        noise = torch.randn(num_targets, dim, generator=g) / dim**0.5
-        queries.append(F.normalize(signal * corpus[targets] + noise, dim=1))
-    return corpus, targets, queries
-
-
 def differences_are_near_ties(ranks_a, ranks_b, queries, corpus, targets) -> tuple[int, bool]:
     """(#differing (round, target) pairs, whether each is explained by float32 rounding).
 
@@ -330,7 +307,7 @@ def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
     from chatir_env.index import ImageIndex
     from chatir_env.metrics import hits_at_k, target_ranks
 
-    argsort_ranks = load_bench_module("bench_eval_dialogs").argsort_ranks
+    from bench_eval_dialogs import argsort_ranks, eval_data
     n, d, q, rounds, repeats = sizes["corpus"], sizes["dim"], sizes["targets"], sizes["rounds"], sizes["gpu_repeats"]
     log(f"index: corpus {n} x {d}, {q} targets x {rounds + 1} rounds on {device}")
     corpus_cpu, targets_cpu, queries_cpu = eval_data(n, d, q, rounds, seed)
