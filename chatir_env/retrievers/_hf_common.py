@@ -80,6 +80,15 @@ def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def load_tokenizer(tokenizer: Any, default: str | os.PathLike | None = None):
+    """``tokenizer`` itself when it is one; a name or directory (``None``: ``default``) loaded with AutoTokenizer."""
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer or default))
+
+
 def load_image_processor(path: str | os.PathLike | None, pil_class: type, fallback_class: type | None = None, **overrides):
     """The PIL image processor saved in ``path`` (or the class defaults), with ``overrides`` applied.
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..dialog import Dialog
-from ._hf_common import HFDualEncoder, load_image_processor
+from ._hf_common import HFDualEncoder, load_image_processor, load_tokenizer
 
 __all__ = ["BlipDialogRetriever"]
 
@@ -100,11 +100,10 @@ class BlipDialogRetriever(HFDualEncoder):
         The image processor is read from the directory when it holds one (a PIL processor), and
         resized to the model's ``image_size`` either way.
         """
-        from transformers import AutoTokenizer, BlipForImageTextRetrieval, BlipImageProcessor, BlipImageProcessorPil
+        from transformers import BlipForImageTextRetrieval, BlipImageProcessor, BlipImageProcessorPil
 
         model = BlipForImageTextRetrieval.from_pretrained(str(path))
-        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or path))
+        tokenizer = load_tokenizer(tokenizer, default=path)
         size = model.config.vision_config.image_size
         processor = kwargs.pop("image_processor", None) or load_image_processor(
             path if Path(path).is_dir() else None,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ._hf_common import HFDualEncoder, load_image_processor
+from ._hf_common import HFDualEncoder, load_image_processor, load_tokenizer
 
 __all__ = ["ClipRetriever", "CLIP_CONTEXT_LENGTH"]
 
@@ -79,11 +79,10 @@ class ClipRetriever(HFDualEncoder):
         **kwargs: Any,
     ) -> "ClipRetriever":
         """Load an HF directory (or hub id, e.g. ``openai/clip-vit-base-patch16`` as ChatIR's ViT-B/16)."""
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPImageProcessorPil, CLIPModel
+        from transformers import CLIPImageProcessor, CLIPImageProcessorPil, CLIPModel
 
         model = CLIPModel.from_pretrained(str(path))
-        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or path))
+        tokenizer = load_tokenizer(tokenizer, default=path)
         processor = kwargs.pop("image_processor", None)
         if processor is None and Path(path).is_dir() and (Path(path) / "preprocessor_config.json").is_file():
             processor = load_image_processor(path, CLIPImageProcessorPil, CLIPImageProcessor)
