@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,3 @@ class Dialog:
 
     def text(self, sep: str = ", ") -> str:
         return sep.join([self.caption, *self.turn_strings()])
-
-    @classmethod
-    def from_turns(cls, caption: str, turns: Iterable[tuple[str, str]]) -> "Dialog":
-        return cls(caption, tuple(turns))
