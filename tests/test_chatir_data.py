@@ -288,6 +288,9 @@ def test_recorded_answerer_rules_on_made_up_records():
     }
     exact = RecordedAnswerer(records)
     assert exact.question_pool("t.jpg") == ["What color is the cup?", "Is it on a table?", "Is it new?"]  # no unsplit turn
+    # each pool question with its first recording and where that came from
+    assert [(e.source, e.entry, e.turn, e.answer) for e in exact.pool_entries("t.jpg")] == [
+        ("q1.json", 0, 1, "Answer: red Answer: blue  blue"), ("q1.json", 0, 2, "yes"), ("q2.json", 0, 3, "no")]
     assert exact.answer(["t.jpg"], [Dialog("cap")], ["WHAT color is the  cup?"]) == ["Answer: red Answer: blue  blue"]
     assert [t.answer for t in exact.answers_for("t.jpg", "what color is the cup?")] == ["Answer: red Answer: blue  blue", "green"]
     assert RecordedAnswerer(records, clean=True).answer_one("t.jpg", "What color is the cup?") == "red Answer: blue blue"
