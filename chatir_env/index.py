@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_write
 from .metrics import ranks_from_scores, score_matrix, target_ranks
 
 FORMAT_VERSION = 1
@@ -130,7 +130,7 @@ class ImageIndex:
             "ids": self.ids,
             "meta": {k: v for k, v in self.meta.items() if k != "path"},
         }
-        _atomic_write(
+        atomic_write(
             tensor_path,
             lambda tmp: save_file(
                 {"embeddings": self.embeddings.detach().cpu().contiguous()},
@@ -138,7 +138,7 @@ class ImageIndex:
                 metadata={"fingerprint": self.fingerprint, "count": str(len(self.ids))},
             ),
         )
-        _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+        atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
         return tensor_path
 
     @classmethod
@@ -168,14 +168,3 @@ class ImageIndex:
         if fingerprint is not None:
             index.check_compatible(fingerprint)
         return index
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

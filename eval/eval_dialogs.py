@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import torch
 
 from chatir_env.dialog import Dialog
-from chatir_env.index import ImageIndex, IndexMismatchError, _atomic_write
+from chatir_env.atomic import atomic_write
+from chatir_env.index import ImageIndex, IndexMismatchError
 from chatir_env.metrics import summarize
 
 ROUNDS = 10
@@ -118,8 +119,8 @@ def format_table(results: dict[str, dict], k: int = 10) -> str:
 def write_results(out_dir: Path, name: str, summary: dict, ranks: torch.Tensor, k: int = 10) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"file": name, "summary": summary, "ranks": ranks.tolist()}
-    _atomic_write(out_dir / f"{Path(name).stem}.json", lambda tmp: Path(tmp).write_text(json.dumps(payload)))
-    _atomic_write(out_dir / f"{Path(name).stem}.csv", lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
+    atomic_write(out_dir / f"{Path(name).stem}.json", lambda tmp: Path(tmp).write_text(json.dumps(payload)))
+    atomic_write(out_dir / f"{Path(name).stem}.csv", lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     except (DialogFileError, FileNotFoundError, IndexMismatchError, ValueError, KeyError) as err:
         print(f"chatir eval-dialogs: {err}", file=sys.stderr)
         return 1
-    _atomic_write(out_dir / "summary.csv", lambda tmp: Path(tmp).write_text(_csv_text(all_rows)))
+    atomic_write(out_dir / "summary.csv", lambda tmp: Path(tmp).write_text(_csv_text(all_rows)))
     print(format_table(results, args.k))
     print(f"results in {out_dir}")
     return 0

@@ -31,7 +31,8 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from ..index import ImageIndex, IndexMismatchError, _atomic_write
+from ..atomic import atomic_write
+from ..index import ImageIndex, IndexMismatchError
 
 NAMED_RETRIEVERS = {
     "blip": "chatir_env.retrievers.blip:BlipDialogRetriever",
@@ -231,7 +232,7 @@ def build_index(
             shard = paths["shards"] / f"shard-{next_shard:06d}.safetensors"
             from safetensors.torch import save_file
 
-            _atomic_write(
+            atomic_write(
                 shard,
                 lambda tmp: save_file({"embeddings": emb}, tmp,
                                       metadata={"fingerprint": fingerprint, "ids": json.dumps(pending_ids)}),
@@ -297,7 +298,7 @@ def build_index(
         index = ImageIndex(embeddings, ids, fingerprint, index_meta)
         index.save(paths["tensor"])
         report = {"index": str(paths["tensor"]), "count": len(ids), "skipped": [{"id": i, "reason": r} for i, r in skipped]}
-        _atomic_write(paths["skipped"], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
+        atomic_write(paths["skipped"], lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1)))
         shutil.rmtree(paths["shards"], ignore_errors=True)
         return index
     finally:
