@@ -265,6 +265,19 @@ def test_openai_slow_drip_is_cut_at_the_deadline(server, key):
     assert q.stats["backend_timeouts"] == 1 and q.stats["backend_errors"] == 1 and "timed out" in q.stats["last_error"]
 
 
+def test_openai_backend_works_inside_a_running_event_loop(server, key):
+    """A caller that already runs an event loop (a notebook, an async app) still gets its replies."""
+    import asyncio
+
+    q = openai_q(server, key, retries=0)
+
+    async def caller():
+        return q.backend.generate([build_messages(Dialog("a cat"))] * 2)
+
+    assert asyncio.run(caller()) == ["Question: what is on the table?\nAnswer: a cup"] * 2
+    assert len(server.requests) == 2
+
+
 def test_openai_429_retry_after_is_honoured_and_bounded(server, key):
     delays: list[float] = []
 
