@@ -87,7 +87,6 @@ import asyncio
 import concurrent.futures
 import datetime
 import email.utils
-import logging
 import os
 import random
 import re
@@ -98,7 +97,6 @@ from ..dialog import Dialog
 from ..spaces import observation_dialog
 from .base import FixedOrderQuestioner
 
-log = logging.getLogger(__name__)
 
 # --- the prompt ----------------------------------------------------------------------------------
 
