@@ -41,16 +41,29 @@ photo) not yet asked; ``fallback="pass"`` asks nothing instead (the runner count
 
 Backend failures (``on_error``)
 -------------------------------
-An endpoint that is down, times out, or answers with something that is not a chat completion (after
-``retries`` retries with exponential backoff, honouring ``Retry-After``), or a local model that
-raises: with ``on_error="fallback"`` (default) those episodes get fallback questions, counted in
-``stats["backend_errors"]`` and ``stats["fallbacks"]``, with one warning naming the error. After
-``max_consecutive_failures`` failed batches in a row the backend is considered down: no more calls
-are made and every later question is a fallback (``stats["backend_down"]`` is True), so a dead
-endpoint costs a few timeouts, not one per round, and the benchmark keeps its results.
-``on_error="raise"`` raises ``LLMBackendError`` instead. A configuration error (HTTP 401/403/404: a
-wrong key, model name or URL; an API-key variable that is not set) raises at once when no call has
-succeeded yet, so it shows before any result exists.
+One bad reply costs at most its own question. Every episode of a batch is its own request: an endpoint
+that times out, breaks off a reply (a truncated body, a bad status line, a reset), answers 5xx or 429,
+or sends something that is not a chat completion is retried for that request alone (``retries``
+times with exponential backoff, honouring ``Retry-After`` up to ``max_backoff``), within a wall-clock
+deadline of ``timeout`` seconds per attempt; the replies that succeeded in the same batch are kept. A
+request that still fails, or a local model that raises, gives that one episode a fallback question
+(with ``on_error="fallback"``, the default), counted in ``stats["backend_errors"]`` and
+``stats["fallbacks"]``, with one warning naming the error. A reply without a question (a refusal such
+as "I can't help with that", or ``message.refusal`` with no content) is a rejected reply like any
+other: retried up to ``max_attempts - 1`` times for that episode alone, then its fallback.
+
+After ``max_consecutive_failures`` failed requests in a row (in batch order; any success resets the
+run) the backend is considered down: no more calls are made and every later question is a fallback
+(``stats["backend_down"]`` is True), so a dead endpoint costs a few timeouts, not one per round, and
+the benchmark keeps its results. ``on_error="raise"`` raises ``LLMBackendError`` instead. A
+configuration error (HTTP 401/403/404: a wrong key, model name or URL; an API-key variable that is
+not set) raises at once when no call has succeeded yet, so it shows before any result exists.
+
+``stats`` keys: ``questions``, ``generated`` (replies read), ``retries`` (re-asks after a rejected
+reply), ``rejected_empty`` (no question in the reply), ``rejected_repeat``, ``fallbacks``, ``passes``,
+``backend_errors`` (requests that failed for good), ``failures_in_row``, ``backend_down``,
+``last_error``; with the endpoint backend also ``backend_requests`` (HTTP attempts),
+``backend_retries``, ``backend_timeouts`` and ``backend_rate_limited`` (429 replies).
 
 Backends
 --------
@@ -58,33 +71,32 @@ Backends
   ``AutoModelForSeq2SeqLM`` for encoder-decoder configs, else ``AutoModelForCausalLM``; batched
   greedy decoding (left padding for decoder-only models), ``batch_size`` episodes per ``generate``.
 * ``backend="openai"``: any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM,
-  llama.cpp, Ollama ...): ``base_url``, ``model``, the API key read from the environment variable
-  named by ``api_key_env`` (``None``: send no key), ``timeout`` seconds per request, ``concurrency``
-  requests in flight. Standard library only (urllib).
+  llama.cpp, Ollama ...) through the official ``openai`` SDK, an optional extra
+  (``pip install 'chatir-env[llm]'``; this module imports without it): ``base_url``, ``model``, the
+  API key read from the environment variable named by ``api_key_env`` (``None``: a server that needs
+  no key), ``timeout`` seconds of wall-clock deadline per attempt, ``retries``; in ``backend_args``
+  ``concurrency`` (requests in flight), ``backoff``, ``max_backoff``, ``extra_body``
+  (``OpenAIChatBackend``).
 * any object with ``generate(conversations, sample=False) -> list[str | Exception]``, or a callable
   ``messages -> str``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
-import json
-import logging
+import datetime
+import email.utils
 import os
 import random
 import re
-import socket
-import time
-import urllib.error
-import urllib.request
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from ..dialog import Dialog
 from ..spaces import observation_dialog
 from .base import FixedOrderQuestioner
 
-log = logging.getLogger(__name__)
 
 # --- the prompt ----------------------------------------------------------------------------------
 
@@ -321,13 +333,82 @@ class CallableBackend:
         return out
 
 
-class OpenAIChatBackend:
-    """An OpenAI-compatible ``POST {base_url}/chat/completions`` client on urllib.
+def _import_openai():
+    """The openai SDK, imported only when the endpoint backend is asked for (the HF backend needs none)."""
+    try:
+        import openai
+    except ImportError:
+        raise ImportError(
+            "the openai backend of the llm questioner needs the openai SDK: pip install 'chatir-env[llm]'"
+        ) from None
+    return openai
 
-    Retries (``retries`` times, delays ``backoff * 2**attempt`` capped at ``max_backoff``, plus up to
-    25% jitter; a ``Retry-After`` header sets the delay) on connection errors, timeouts, HTTP 408,
-    409, 429 and 5xx, and replies that are not a chat completion. HTTP 401/403/404 are configuration
-    errors (``LLMBackendError.fatal``), other 4xx fail without retry.
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """Runs a coroutine to completion from synchronous code, also when the caller's thread runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    # asyncio.run refuses to nest (a notebook's loop): run it on a thread of its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+class OpenAIChatBackend:
+    """An OpenAI-compatible ``/chat/completions`` endpoint through the official ``openai`` SDK (async client).
+
+    Every conversation of a batch is its own request (up to ``concurrency`` in flight); a request that
+    fails returns its exception in its slot and never costs the other replies of the batch.
+
+    Each attempt has a wall-clock deadline of ``timeout`` seconds for the whole exchange (connect, send,
+    every byte of the reply): the SDK's httpx timeouts apply per socket read, so a server that drips a
+    byte at a time would otherwise hold a request for minutes. The attempt is cancelled at the deadline,
+    which closes its connection.
+
+    An attempt is retried (``retries`` times; delays ``backoff * 2**attempt`` plus up to 25% jitter)
+    after a deadline or httpx timeout, a connection error (refused, reset, a truncated body, a bad status
+    line), HTTP 408, 409, 429 and 5xx, and a reply that is not a chat completion. A ``Retry-After``
+    header (seconds or an HTTP date) sets the delay instead. Every delay is capped at ``max_backoff``,
+    so a server asking for an hour costs ``max_backoff`` seconds per retry. HTTP 401/403/404 are
+    configuration errors (``LLMBackendError.fatal``: a wrong key, model or URL); other 4xx fail without retry.
+
+    Args:
+        model: the endpoint's model name.
+        base_url: the API root (``.../v1``); a URL ending in ``/chat/completions`` is accepted too.
+        api_key_env: the environment variable holding the API key; None for a server that needs no key
+            (the SDK insists on one, so the placeholder ``"none"`` is sent, as local servers expect).
+        timeout: wall-clock deadline in seconds for one attempt.
+        retries: retries per request after the first attempt.
+        backoff: base of the exponential retry delay in seconds.
+        max_backoff: cap in seconds on every retry delay, ``Retry-After`` included.
+        max_tokens: ``max_tokens`` of the request.
+        temperature: temperature of first attempts; ``retry_temperature`` when the questioner samples.
+        retry_temperature: temperature when ``generate`` is called with ``sample=True``.
+        concurrency: requests in flight at once.
+        extra_body: extra JSON fields of every request (e.g. ``{"top_k": 20}`` for vLLM).
+        sleep: the coroutine function that waits between attempts (tests record the delays with it).
+
+    Raises:
+        ImportError: the ``openai`` package is not installed (``pip install 'chatir-env[llm]'``).
+        LLMBackendError: ``api_key_env`` names an unset variable (``fatal``).
     """
 
     RETRY_STATUS = {408, 409, 429}
@@ -348,13 +429,18 @@ class OpenAIChatBackend:
         retry_temperature: float = 0.8,
         concurrency: int = 8,
         extra_body: dict | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ):
+        self._openai = _import_openai()
         if not model:
             raise ValueError("the openai backend needs a model name (e.g. model: gpt-4o-mini)")
+        if not float(timeout) > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.model = model
         base = base_url.rstrip("/")
-        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        # The SDK appends /chat/completions itself.
+        self.base_url = base[: -len("/chat/completions")] if base.endswith("/chat/completions") else base
+        self.url = self.base_url + "/chat/completions"
         self.api_key = None
         if api_key_env:
             self.api_key = os.environ.get(api_key_env)
@@ -364,43 +450,33 @@ class OpenAIChatBackend:
                     f"or set api_key_env: null for a server that needs no key",
                     fatal=True,
                 )
-        self.timeout, self.retries, self.backoff, self.max_backoff = float(timeout), int(retries), float(backoff), float(max_backoff)
-        self.max_tokens, self.temperature, self.retry_temperature = int(max_tokens), float(temperature), float(retry_temperature)
+        self.timeout, self.retries = float(timeout), int(retries)
+        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.max_tokens, self.temperature = int(max_tokens), float(temperature)
+        self.retry_temperature = float(retry_temperature)
         self.concurrency = max(1, int(concurrency))
         self.extra_body = dict(extra_body or {})
         self.sleep = sleep
-        self.calls = 0
+        self.stats = {"requests": 0, "retries": 0, "timeouts": 0, "rate_limited": 0}
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
+    @property
+    def calls(self) -> int:
+        """HTTP attempts made so far, retries included."""
+        return self.stats["requests"]
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.max_backoff, retry_after)
         return min(self.max_backoff, self.backoff * 2**attempt) * (1 + 0.25 * random.random())
 
-    def _post(self, body: bytes) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            raw = response.read()
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise _Malformed(f"reply is not JSON ({err}): {raw[:80]!r}") from None
-
     @staticmethod
-    def _content(data: Any) -> str:
-        if isinstance(data, dict) and "error" in data and "choices" not in data:
-            err = data["error"]
-            raise _Malformed(f"endpoint error: {err.get('message', err) if isinstance(err, dict) else err}")
-        try:
-            content = data["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise _Malformed(f"reply is not a chat completion (no choices[0].message.content): {str(data)[:120]}") from None
-        if content is None:
+    def _content(completion: Any) -> str:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise _Malformed(f"reply is not a chat completion (no choices[0].message): {str(completion)[:120]}")
+        message = getattr(choices[0], "message", None)
+        content = getattr(message, "content", None)
+        if content is None:  # a refusal (message.refusal) or no text: the questioner sees no question
             return ""
         if isinstance(content, list):  # content parts
             return "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -408,54 +484,69 @@ class OpenAIChatBackend:
             raise _Malformed(f"message content is a {type(content).__name__}, not text")
         return content
 
-    def complete(self, messages: list[dict], sample: bool = False) -> str:
-        payload = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens,
-            "temperature": self.retry_temperature if sample else self.temperature,
-            "n": 1,
-            **self.extra_body,
-        }
-        body = json.dumps(payload).encode("utf-8")
+    async def _complete(self, client: Any, messages: list[dict], sample: bool) -> str:
+        """One question's reply text, with retries; raises ``LLMBackendError`` when every attempt failed."""
+        openai = self._openai
         last = "no attempt"
         for attempt in range(self.retries + 1):
             retry_after = None
-            self.calls += 1
+            self.stats["requests"] += 1
             try:
-                return self._content(self._post(body))
-            except urllib.error.HTTPError as err:
-                detail = err.read()[:200].decode("utf-8", "replace") if err.fp else ""
-                last = f"HTTP {err.code} from {self.url}: {detail or err.reason}"
-                if err.code in self.FATAL_STATUS:
+                completion = await asyncio.wait_for(
+                    client.chat.completions.create(
+                        model=self.model,
+                        messages=messages,
+                        max_tokens=self.max_tokens,
+                        temperature=self.retry_temperature if sample else self.temperature,
+                        n=1,
+                        extra_body=self.extra_body or None,
+                    ),
+                    self.timeout,
+                )
+                return self._content(completion)
+            except (asyncio.TimeoutError, openai.APITimeoutError):
+                self.stats["timeouts"] += 1
+                last = f"{self.url} timed out: no complete reply within the {self.timeout:g} s deadline"
+            except openai.APIStatusError as err:
+                last = f"HTTP {err.status_code} from {self.url}: {err.message}"
+                if err.status_code in self.FATAL_STATUS:
                     raise LLMBackendError(f"{last} (check base_url, model and the API key)", fatal=True) from None
-                if err.code not in self.RETRY_STATUS and err.code < 500:
+                if err.status_code not in self.RETRY_STATUS and err.status_code < 500:
                     raise LLMBackendError(last) from None
-                retry_after = err.headers.get("Retry-After") if err.headers else None
-            except urllib.error.URLError as err:
-                reason = err.reason
-                last = f"cannot reach {self.url}: {'timed out' if isinstance(reason, (socket.timeout, TimeoutError)) else reason}"
-            except (socket.timeout, TimeoutError):
-                last = f"{self.url} timed out after {self.timeout:g} s"
-            except (ConnectionError, OSError) as err:
-                last = f"connection to {self.url} failed: {err}"
-            except _Malformed as err:
+                if err.status_code == 429:
+                    self.stats["rate_limited"] += 1
+                retry_after = _retry_after_seconds(err.response.headers.get("retry-after"))
+            except openai.APIConnectionError as err:
+                cause = err.__cause__ or err
+                last = f"cannot reach {self.url} or its reply broke off: {type(cause).__name__}: {cause}"
+            except (openai.APIResponseValidationError, ValueError, _Malformed) as err:
                 last = f"malformed reply from {self.url}: {err}"
             if attempt < self.retries:
-                self.sleep(self._delay(attempt, retry_after))
+                self.stats["retries"] += 1
+                await self.sleep(self._delay(attempt, retry_after))
         raise LLMBackendError(f"{last} (after {self.retries + 1} attempts)")
 
-    def generate(self, conversations: Sequence[list[dict]], sample: bool = False) -> list[str | Exception]:
-        def one(messages):
-            try:
-                return self.complete(messages, sample)
-            except LLMBackendError as err:
-                return err
+    async def _generate(self, conversations: Sequence[list[dict]], sample: bool) -> list[str | Exception]:
+        # One client per batch: its connection pool belongs to this event loop.
+        client = self._openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self.api_key or "none", max_retries=0, timeout=self.timeout
+        )
+        slots = asyncio.Semaphore(self.concurrency)
 
-        if len(conversations) <= 1 or self.concurrency == 1:
-            return [one(m) for m in conversations]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
-            return list(pool.map(one, conversations))
+        async def one(messages: list[dict]) -> str:
+            async with slots:
+                return await self._complete(client, messages, sample)
+
+        async with client:
+            # return_exceptions: a failed request fills its own slot and leaves the others running.
+            replies = await asyncio.gather(*(one(m) for m in conversations), return_exceptions=True)
+        return [r if isinstance(r, (str, Exception)) else LLMBackendError(f"request ended with {r!r}") for r in replies]
+
+    def generate(self, conversations: Sequence[list[dict]], sample: bool = False) -> list[str | Exception]:
+        """One reply per conversation, in order; a failed request's slot holds its exception."""
+        if not conversations:
+            return []
+        return _run_coroutine(self._generate(conversations, sample))
 
 
 class _Malformed(Exception):
@@ -575,7 +666,8 @@ class HFBackend:
 
 def _empty_stats() -> dict[str, Any]:
     return {"questions": 0, "generated": 0, "retries": 0, "rejected_empty": 0, "rejected_repeat": 0,
-            "fallbacks": 0, "passes": 0, "backend_errors": 0, "backend_down": False, "last_error": None}
+            "fallbacks": 0, "passes": 0, "backend_errors": 0, "failures_in_row": 0, "backend_down": False,
+            "last_error": None}
 
 
 class LLMQuestioner:
@@ -591,10 +683,18 @@ class LLMQuestioner:
         max_attempts: generations per episode and round before the fallback (1: no retry).
         fallback: ``"generic"`` (default), ``"pass"`` or ``"error"``.
         on_error: ``"fallback"`` (default) or ``"raise"`` for backend failures.
-        max_consecutive_failures: failed batches in a row before the backend counts as down.
+        max_consecutive_failures: failed requests in a row (a success resets the count) before the
+            backend counts as down and every later question is a fallback.
+        timeout: the endpoint's wall-clock deadline in seconds per request attempt.
+        retries: the endpoint's retries per request after its first attempt.
         backend_args: extra keyword arguments for the backend (``HFBackend`` / ``OpenAIChatBackend``),
-            e.g. ``device``, ``dtype``, ``batch_size``, ``chat_template``, ``timeout``, ``retries``,
-            ``backoff``, ``concurrency``, ``extra_body``.
+            e.g. ``device``, ``dtype``, ``batch_size``, ``chat_template``, ``backoff``, ``max_backoff``,
+            ``concurrency``, ``extra_body``.
+
+    Raises:
+        ValueError: an unknown ``mode``, ``fallback``, ``on_error`` or ``backend``, or a missing model.
+        ImportError: ``backend="openai"`` without the ``openai`` package (``pip install 'chatir-env[llm]'``).
+        LLMBackendError: ``backend="openai"`` with ``api_key_env`` naming an unset variable.
     """
 
     def __init__(
@@ -616,7 +716,7 @@ class LLMQuestioner:
         fallback: str = "generic",
         fallback_questions: Sequence[str] = GENERIC_QUESTIONS,
         on_error: str = "fallback",
-        max_consecutive_failures: int = 3,
+        max_consecutive_failures: int = 5,
         timeout: float = 30.0,
         retries: int = 3,
         backend_args: dict | None = None,
@@ -635,7 +735,9 @@ class LLMQuestioner:
         if backend == "hf":
             if model is None:
                 raise ValueError("the hf backend needs model: a local model directory (or a loaded model + tokenizer)")
-            self.backend = HFBackend(model, tokenizer, max_new_tokens=max_new_tokens, retry_temperature=retry_temperature, **extra)
+            self.backend = HFBackend(
+                model, tokenizer, max_new_tokens=max_new_tokens, retry_temperature=retry_temperature, **extra
+            )
         elif backend == "openai":
             self.backend = OpenAIChatBackend(
                 model, base_url, api_key_env, timeout=timeout, retries=retries, max_tokens=max_new_tokens,
@@ -659,6 +761,7 @@ class LLMQuestioner:
         self.on_error = on_error
         self.max_consecutive_failures = max(1, int(max_consecutive_failures))
         self.stats = _empty_stats()
+        self._copy_backend_stats()
         self._failures_in_row = 0
         self._any_success = False
         self._warned = False
@@ -676,6 +779,7 @@ class LLMQuestioner:
                 raise LLMBackendError(f"backend returned {len(replies)} replies for {len(conversations)} prompts")
         except Exception as err:
             replies = [err] * len(conversations)
+        self._copy_backend_stats()
         errors = [r for r in replies if isinstance(r, Exception)]
         self.stats["backend_errors"] += len(errors)
         if errors:
@@ -686,21 +790,34 @@ class LLMQuestioner:
             if self.on_error == "raise":
                 raise err if isinstance(err, LLMBackendError) else LLMBackendError(str(err))
             if not self._warned:
-                warnings.warn(f"LLMQuestioner: generation failed ({self.stats['last_error']}); using fallback questions", RuntimeWarning, stacklevel=3)
-                self._warned = True
-        if len(errors) == len(replies):
-            self._failures_in_row += 1
-            if self._failures_in_row >= self.max_consecutive_failures and not self.stats["backend_down"]:
-                self.stats["backend_down"] = True
                 warnings.warn(
-                    f"LLMQuestioner: {self._failures_in_row} failed batches in a row; the backend is considered down "
-                    f"and every further question is a fallback (last error: {self.stats['last_error']})",
+                    f"LLMQuestioner: generation failed ({self.stats['last_error']}); using fallback questions",
                     RuntimeWarning, stacklevel=3,
                 )
-        else:
-            self._failures_in_row = 0
-            self._any_success = True
+                self._warned = True
+        # Requests count in batch order: a success anywhere resets the run, so a backend that answers
+        # most requests is never marked down, whatever the batch size.
+        for reply in replies:
+            if isinstance(reply, Exception):
+                self._failures_in_row += 1
+            else:
+                self._failures_in_row = 0
+                self._any_success = True
+        self.stats["failures_in_row"] = self._failures_in_row
+        if self._failures_in_row >= self.max_consecutive_failures and not self.stats["backend_down"]:
+            self.stats["backend_down"] = True
+            warnings.warn(
+                f"LLMQuestioner: {self._failures_in_row} failed requests in a row; the backend is considered down "
+                f"and every further question is a fallback (last error: {self.stats['last_error']})",
+                RuntimeWarning, stacklevel=3,
+            )
         return replies
+
+    def _copy_backend_stats(self) -> None:
+        backend_stats = getattr(self.backend, "stats", None)
+        if isinstance(backend_stats, dict):
+            for name, value in backend_stats.items():
+                self.stats[f"backend_{name}"] = value
 
     def _fallback(self, dialog: Dialog, asked: set[str]) -> str | None:
         if self.fallback == "error":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,19 +41,31 @@ def obs(dialog: Dialog, max_rounds: int = 10) -> dict:
     return dialog_observation(dialog, max_rounds, 300)
 
 
-# --- a local OpenAI-compatible chat completions server -------------------------------------------
+# --- a local OpenAI-compatible chat completions server with scripted faults ---------------------
+
+DRIP_BYTES = 40  # a dripped reply lasts DRIP_BYTES * 0.25 s = 10 s unless the client cuts it
 
 
 class ChatServer:
-    """``POST /v1/chat/completions`` on 127.0.0.1. ``script`` holds behaviours for the next requests
-    ("ok", "slow", "malformed", "notjson", "500", "401", "empty"); when it is empty, "ok". "ok" replies
-    with ``reply(body)``."""
+    """``POST /v1/chat/completions`` on 127.0.0.1, one thread per connection.
 
-    def __init__(self):
+    Each request's behaviour is the next entry of ``script`` (arrival order), else ``behave(body)``
+    (default "ok"): "ok" (a completion with ``reply(body)``), "truncated" (Content-Length larger than
+    the body, then the connection closes), "badstatus" (a status line that is not HTTP), "drip" (the
+    completion one byte every 0.25 s), "500", "429:<Retry-After>", "401", "malformed" (no choices),
+    "notjson", "empty", "refusal" (a polite text refusal), "refusal_field" (content null, ``refusal``
+    set). The server answers at most ``max_requests`` requests (later ones are dropped unanswered) and
+    shuts itself down after ``lifetime`` seconds, so a test that hangs cannot keep it alive.
+    """
+
+    def __init__(self, max_requests: int = 64, lifetime: float = 30.0):
         self.script: list[str] = []
+        self.behave = lambda body: "ok"
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.behaviours: list[str] = []
         self.reply = lambda body: "Question: what is on the table?\nAnswer: a cup"
+        self.max_requests = max_requests
         self.lock = threading.Lock()
         outer = self
 
@@ -62,49 +76,90 @@ class ChatServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with outer.lock:
+                    if len(outer.requests) >= outer.max_requests:
+                        self.close_connection = True
+                        return
                     outer.requests.append(body)
-                    outer.headers.append(dict(self.headers))
-                    behaviour = outer.script.pop(0) if outer.script else "ok"
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    behaviour = outer.script.pop(0) if outer.script else outer.behave(body)
+                    outer.behaviours.append(behaviour)
                 try:
-                    if self.path != "/v1/chat/completions":
-                        return self._send(404, {"error": {"message": "no such route"}})
-                    if behaviour == "slow":
-                        time.sleep(1.5)
-                        return self._send(200, self._completion("is it late?"))
-                    if behaviour == "malformed":
-                        return self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
-                    if behaviour == "notjson":
-                        return self._send(200, b"<html>gateway</html>")
-                    if behaviour == "500":
-                        return self._send(500, {"error": {"message": "overloaded"}})
-                    if behaviour == "401":
-                        return self._send(401, {"error": {"message": "bad key"}})
-                    if behaviour == "empty":
-                        return self._send(200, self._completion(""))
-                    return self._send(200, self._completion(outer.reply(body)))
+                    self._act(behaviour, body)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    pass  # the client gave up (a deadline): nothing left to send
+
+            def _act(self, behaviour, body):
+                if self.path != "/v1/chat/completions":
+                    return self._send(404, {"error": {"message": "no such route"}})
+                if behaviour == "truncated":
+                    raw = json.dumps(self._completion("is it late?")).encode()
+                    self._head(200, len(raw))
+                    self.wfile.write(raw[: len(raw) // 2])
+                    self.close_connection = True
+                    return None
+                if behaviour == "badstatus":
+                    self.wfile.write(b"HTTP/1.1 two-hundred fine\r\n\r\n")
+                    self.close_connection = True
+                    return None
+                if behaviour == "drip":
+                    raw = json.dumps(self._completion("is it late?")).encode()
+                    self._head(200, len(raw))
+                    for byte in raw[:DRIP_BYTES]:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.25)
+                    self.close_connection = True
+                    return None
+                if behaviour.startswith("429:"):
+                    return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": behaviour[4:]})
+                if behaviour == "500":
+                    return self._send(500, {"error": {"message": "overloaded"}})
+                if behaviour == "401":
+                    return self._send(401, {"error": {"message": "bad key"}})
+                if behaviour == "malformed":
+                    return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "choices": []})
+                if behaviour == "notjson":
+                    return self._send(200, b"<html>gateway</html>")
+                if behaviour == "empty":
+                    return self._send(200, self._completion(""))
+                if behaviour == "refusal":
+                    return self._send(200, self._completion("I'm sorry, but I can't help with that."))
+                if behaviour == "refusal_field":
+                    completion = self._completion(None)
+                    completion["choices"][0]["message"]["refusal"] = "I can't help with that."
+                    return self._send(200, completion)
+                assert behaviour == "ok", behaviour
+                return self._send(200, self._completion(outer.reply(body)))
 
             @staticmethod
             def _completion(text):
-                return {"id": "c", "object": "chat.completion", "model": "tiny",
+                return {"id": "c", "object": "chat.completion", "created": 0, "model": "tiny",
                         "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
 
-            def _send(self, status, payload):
-                raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            def _head(self, status, length, headers=None):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
+                self.send_header("Content-Length", str(length))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
+
+            def _send(self, status, payload, headers=None):
+                raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self._head(status, len(raw), headers)
                 self.wfile.write(raw)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
+        self.watchdog = threading.Timer(lifetime, self.server.shutdown)
+        self.watchdog.daemon = True
+        self.watchdog.start()
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def close(self):
+        self.watchdog.cancel()
         self.server.shutdown()
         self.server.server_close()
 
@@ -124,7 +179,8 @@ def key(monkeypatch):
 
 def openai_q(server, key, **kwargs):
     backend_args = {"backoff": 0.0, **kwargs.pop("backend_args", {})}
-    return LLMQuestioner("openai", "tiny-model", base_url=server.base_url, api_key_env=key, backend_args=backend_args, **kwargs)
+    return LLMQuestioner("openai", "tiny-model", base_url=server.base_url, api_key_env=key, backend_args=backend_args,
+                         **kwargs)
 
 
 def free_port() -> int:
@@ -135,53 +191,172 @@ def free_port() -> int:
     return port
 
 
+def caption_of(body: dict) -> str:
+    """The episode's caption, read from the request's last user message."""
+    return body["messages"][-1]["content"].split("\n")[0].removeprefix("Caption: ")
+
+
+def round_of(body: dict) -> int:
+    """The episode's round: the questions listed in the request's last user message."""
+    return sum(line.startswith("Q") for line in body["messages"][-1]["content"].split("\n"))
+
+
+def scenes(n: int) -> list[Dialog]:
+    return [Dialog(f"scene {i}") for i in range(n)]
+
+
 def test_openai_request_prompt_and_cleaning(server, key):
     q = openai_q(server, key, retries=0)
     d = Dialog("a plate of food on a table", (("is it a pizza?", "no"),))
     q.reset([d.caption])
     assert q.ask([obs(d)]) == ["what is on the table?"]  # label and made-up answer dropped
     body, headers = server.requests[0], server.headers[0]
-    assert headers["Authorization"] == "Bearer sk-test"
-    assert body["model"] == "tiny-model" and body["temperature"] == 0.0
+    assert headers["authorization"] == "Bearer sk-test"
+    assert body["model"] == "tiny-model" and body["temperature"] == 0.0 and body["max_tokens"] == 48
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["system"] + ["user", "assistant"] * len(FEW_SHOT) + ["user"]
     last = body["messages"][-1]["content"]
     assert "Caption: a plate of food on a table" in last and "Q1: is it a pizza? A1: no" in last
-    assert q.stats["fallbacks"] == 0 and q.stats["questions"] == 1
+    assert q.stats["fallbacks"] == 0 and q.stats["questions"] == 1 and q.stats["backend_requests"] == 1
 
 
 def test_openai_retries_server_errors_then_succeeds(server, key):
-    server.script = ["500", "notjson", "ok"]
-    q = openai_q(server, key, retries=3)
+    server.script = ["500", "notjson", "truncated", "badstatus", "ok"]
+    q = openai_q(server, key, retries=4)
     q.reset(["a cat"])
     assert q.ask([obs(Dialog("a cat"))]) == ["what is on the table?"]
-    assert len(server.requests) == 3 and q.backend.calls == 3
-    assert q.stats["backend_errors"] == 0 and q.stats["fallbacks"] == 0
+    assert len(server.requests) == 5 and q.backend.calls == 5
+    assert q.stats["backend_errors"] == 0 and q.stats["fallbacks"] == 0 and q.stats["backend_retries"] == 4
 
 
-def test_openai_timeout_falls_back_and_counts(server, key):
-    server.script = ["slow", "slow"]
-    q = openai_q(server, key, timeout=0.2, retries=1)
-    d = Dialog("a dog", (("what is in the background?", "grass"),))
-    q.reset([d.caption])
+FAULTS = ["truncated", "badstatus", "500", "429:0", "malformed", "notjson"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.filterwarnings("ignore:LLMQuestioner. generation failed")
+def test_openai_fault_costs_only_its_own_question(server, key, fault):
+    """Scene 1's request always meets the fault: after its retry it falls back; scenes 0 and 2 keep their replies."""
+    server.behave = lambda body: fault if caption_of(body) == "scene 1" else "ok"
+    server.reply = lambda body: f"what is in {caption_of(body)}?"
+    q = openai_q(server, key, retries=1)
+    dialogs = scenes(3)
+    q.reset([d.caption for d in dialogs])
+    assert q.ask([obs(d) for d in dialogs]) == ["what is in scene 0?", GENERIC_QUESTIONS[0], "what is in scene 2?"]
+    assert sorted(caption_of(b) for b in server.requests) == ["scene 0", "scene 1", "scene 1", "scene 2"]
+    assert q.stats["backend_errors"] == 1 and q.stats["fallbacks"] == 1 and q.stats["backend_retries"] == 1
+    assert q.stats["questions"] == 3 and not q.stats["backend_down"]
+    expected_words = {"truncated": "broke off", "badstatus": "broke off", "500": "HTTP 500", "429:0": "HTTP 429",
+                      "malformed": "malformed", "notjson": "malformed"}[fault]
+    assert expected_words in q.stats["last_error"]
+
+
+@pytest.mark.filterwarnings("ignore:LLMQuestioner. generation failed")
+def test_openai_slow_drip_is_cut_at_the_deadline(server, key):
+    """A reply dripped a byte every 0.25 s (10 s in all) is cut at the 0.5 s wall-clock deadline; each read is quick."""
+    server.behave = lambda body: "drip" if caption_of(body) == "scene 0" else "ok"
+    q = openai_q(server, key, timeout=0.5, retries=0)
+    dialogs = scenes(2)
+    q.reset([d.caption for d in dialogs])
     start = time.monotonic()
-    with pytest.warns(RuntimeWarning, match="timed out"):
-        out = q.ask([obs(d)])
-    assert time.monotonic() - start < 1.5  # two 0.2 s timeouts, not the server's 1.5 s
-    assert out == [GENERIC_QUESTIONS[1]]  # the first generic question not asked yet
-    assert q.stats["backend_errors"] == 1 and q.stats["fallbacks"] == 1 and q.backend.calls == 2
-    assert "timed out" in q.stats["last_error"]
-    assert q.ask([obs(d)]) == ["what is on the table?"]  # the server is back: no lasting harm
+    out = q.ask([obs(d) for d in dialogs])
+    elapsed = time.monotonic() - start
+    assert 0.5 <= elapsed < 0.5 + 1.5  # the deadline plus slack for a loaded machine, far from the 10 s drip
+    assert out == [GENERIC_QUESTIONS[0], "what is on the table?"]
+    assert q.stats["backend_timeouts"] == 1 and q.stats["backend_errors"] == 1 and "timed out" in q.stats["last_error"]
 
 
-def test_openai_malformed_reply_falls_back(server, key):
-    server.script = ["malformed", "malformed"]
+def test_openai_backend_works_inside_a_running_event_loop(server, key):
+    """A caller that already runs an event loop (a notebook, an async app) still gets its replies."""
+    import asyncio
+
+    q = openai_q(server, key, retries=0)
+
+    async def caller():
+        return q.backend.generate([build_messages(Dialog("a cat"))] * 2)
+
+    assert asyncio.run(caller()) == ["Question: what is on the table?\nAnswer: a cup"] * 2
+    assert len(server.requests) == 2
+
+
+def test_openai_429_retry_after_is_honoured_and_bounded(server, key):
+    delays: list[float] = []
+
+    async def record(seconds):
+        delays.append(seconds)
+
+    server.script = ["429:2", "ok", "429:3600", "ok", "429:Wed, 21 Oct 2015 07:28:00 GMT", "ok"]
+    q = openai_q(server, key, retries=1, backend_args={"max_backoff": 5.0, "sleep": record})
+    q.reset(["a cat"])
+    for _ in range(3):
+        assert q.ask([obs(Dialog("a cat"))]) == ["what is on the table?"]
+    # 2 s as asked; an hour capped at max_backoff; a date in the past means now. backoff=0 would give 0 s.
+    assert delays == [2.0, 5.0, 0.0]
+    assert q.stats["backend_rate_limited"] == 3 and q.stats["backend_retries"] == 3 and q.stats["fallbacks"] == 0
+
+
+def test_openai_retry_after_waits_for_real(server, key):
+    server.script = ["429:1", "ok"]
     q = openai_q(server, key, retries=1)
     q.reset(["a cat"])
-    with pytest.warns(RuntimeWarning):
-        assert q.ask([obs(Dialog("a cat"))]) == [GENERIC_QUESTIONS[0]]
-    assert "malformed" in q.stats["last_error"] and "choices" in q.stats["last_error"]
-    assert q.stats["fallbacks"] == 1 and len(server.requests) == 2
+    start = time.monotonic()
+    assert q.ask([obs(Dialog("a cat"))]) == ["what is on the table?"]
+    assert time.monotonic() - start >= 1.0
+
+
+@pytest.mark.parametrize("refusal", ["refusal", "refusal_field"])
+def test_openai_refusal_is_retried_for_its_episode_then_falls_back(server, key, refusal):
+    server.behave = lambda body: refusal if caption_of(body) == "scene 1" else "ok"
+    server.reply = lambda body: f"what is in {caption_of(body)}?"
+    q = openai_q(server, key, max_attempts=3)
+    dialogs = scenes(3)
+    q.reset([d.caption for d in dialogs])
+    assert q.ask([obs(d) for d in dialogs]) == ["what is in scene 0?", GENERIC_QUESTIONS[0], "what is in scene 2?"]
+    assert sorted(caption_of(b) for b in server.requests) == ["scene 0"] + ["scene 1"] * 3 + ["scene 2"]
+    assert [b["temperature"] for b in server.requests if caption_of(b) == "scene 1"] == [0.0, 0.8, 0.8]
+    assert q.stats["rejected_empty"] == 3 and q.stats["retries"] == 2 and q.stats["fallbacks"] == 1
+    assert q.stats["backend_errors"] == 0  # the endpoint answered: a refusal is no backend failure
+
+
+@pytest.mark.filterwarnings("ignore:LLMQuestioner. generation failed")
+def test_openai_one_bad_reply_in_eight_costs_one_question_per_round(server, key):
+    """Three rounds of 8 episodes; in round r, scene r's every attempt meets a different fault."""
+    faults = ["truncated", "badstatus", "500"]
+    server.behave = lambda body: faults[round_of(body)] if caption_of(body) == f"scene {round_of(body)}" else "ok"
+    server.reply = lambda body: f"what is in {caption_of(body)} at round {round_of(body)}?"
+    q = openai_q(server, key, retries=1)  # the default max_consecutive_failures
+    dialogs = scenes(8)
+    q.reset([d.caption for d in dialogs])
+    for r in range(3):
+        out = q.ask([obs(d) for d in dialogs])
+        expected = [f"what is in scene {i} at round {r}?" for i in range(8)]
+        expected[r] = GENERIC_QUESTIONS[0]  # scene r has asked only LLM questions so far
+        assert out == expected
+        dialogs = [d.with_turn(question, "yes") for d, question in zip(dialogs, out)]
+    assert len(server.requests) == 3 * (7 + 2)
+    assert q.stats["fallbacks"] == 3 and q.stats["backend_errors"] == 3 and not q.stats["backend_down"]
+    assert q.stats["questions"] == 24 and q.stats["generated"] == 21
+
+
+@pytest.mark.filterwarnings("ignore:LLMQuestioner. generation failed")
+def test_backend_marked_down_after_consecutive_failed_requests_only(server, key):
+    """max_consecutive_failures=3, batches of 2 in request order: FF | FS (reset) | FF | FF -> down after 4 in a row."""
+    plan = {0: ("500", "500"), 1: ("500", "ok"), 2: ("500", "500"), 3: ("500", "500")}
+    server.behave = lambda body: plan[round_of(body)][int(caption_of(body) == "scene 1")]
+    server.reply = lambda body: f"what is in {caption_of(body)} at round {round_of(body)}?"
+    q = openai_q(server, key, retries=0, max_consecutive_failures=3)
+    dialogs = scenes(2)
+    q.reset([d.caption for d in dialogs])
+    rows, down = [], []
+    with pytest.warns(RuntimeWarning, match="4 failed requests in a row"):
+        for _ in range(5):
+            out = q.ask([obs(d) for d in dialogs])
+            rows.append(out)
+            down.append(q.stats["backend_down"])
+            dialogs = [d.with_turn(question, "no") for d, question in zip(dialogs, out)]
+    assert down == [False, False, False, True, True]
+    assert rows[1][1] == "what is in scene 1 at round 1?"
+    assert len(server.requests) == 8  # four rounds of 2; none once down
+    assert q.stats["backend_errors"] == 7 and q.stats["fallbacks"] == 9 and q.stats["failures_in_row"] == 4
 
 
 @pytest.mark.filterwarnings("ignore:LLMQuestioner. generation failed")
@@ -190,12 +365,13 @@ def test_endpoint_down_marks_backend_down_and_runner_keeps_going(key):
     from chatir_env.worlds import build_world
 
     q = LLMQuestioner("openai", "m", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env=key,
-                      retries=1, timeout=1.0, max_consecutive_failures=2, backend_args={"backoff": 0.0})
+                      retries=1, timeout=1.0, backend_args={"backoff": 0.0})
     world = build_world("shapes_oracle", corpus_size=500, num_targets=20)
     with pytest.warns(RuntimeWarning, match="considered down"):
         record = play_episodes(world, q, targets=world.targets[:4], max_rounds=3, progress=False)
     assert record.ranks.shape == (4, 4) and record.invalid_questions == 0
-    assert q.stats["backend_down"] and q.backend.calls == 2 * 4 * 2  # two rounds x 4 episodes x (1 + 1 retry), then none
+    # 4 failed requests after round 1, 8 after round 2 (>= the default 5): down, no call in round 3.
+    assert q.stats["backend_down"] and q.backend.calls == 2 * 4 * 2  # two rounds x 4 episodes x (1 + 1 retry)
     assert q.stats["fallbacks"] == 12 and "cannot reach" in q.stats["last_error"]
     assert [d.questions for d in record.dialogs][0] == GENERIC_QUESTIONS[:3]
 
@@ -217,6 +393,27 @@ def test_on_error_raise_and_fatal_errors(server, key, monkeypatch):
         openai_q(server, key)
 
 
+def test_module_imports_without_openai_and_names_the_extra():
+    """The HF backend needs no openai: the module imports without it; the endpoint backend says what to install."""
+    code = (
+        "import sys; sys.modules['openai'] = None\n"
+        "from chatir_env.agents.llm import LLMQuestioner\n"
+        "from chatir_env.dialog import Dialog\n"
+        "from chatir_env.spaces import dialog_observation\n"
+        "q = LLMQuestioner(lambda messages: 'is it red?')\n"
+        "print(q.ask([dialog_observation(Dialog('x'), 10, 300)]))\n"
+        "try:\n"
+        "    LLMQuestioner('openai', 'm', api_key_env=None)\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().split("\n")
+    assert lines[0] == "['is it red?']"
+    assert "pip install 'chatir-env[llm]'" in lines[1]
+
+
 def test_repeats_are_retried_with_sampling_then_fall_back(server, key):
     server.reply = lambda body: "What color is the car?"
     q = openai_q(server, key, max_attempts=2)
@@ -225,7 +422,8 @@ def test_repeats_are_retried_with_sampling_then_fall_back(server, key):
     assert q.ask([obs(d)]) == [GENERIC_QUESTIONS[0]]
     assert q.stats["rejected_repeat"] == 2 and q.stats["retries"] == 1 and q.stats["fallbacks"] == 1
     retry = server.requests[1]
-    assert retry["temperature"] == 0.8 and "Do not ask any of these again: What color is the car?" in retry["messages"][-1]["content"]
+    assert retry["temperature"] == 0.8
+    assert "Do not ask any of these again: What color is the car?" in retry["messages"][-1]["content"]
     # fallback="pass" asks nothing; fallback="error" raises
     q = openai_q(server, key, max_attempts=1, fallback="pass")
     q.reset([d.caption])
@@ -239,7 +437,8 @@ def test_repeats_are_retried_with_sampling_then_fall_back(server, key):
 
 def test_unanswered_mode_lists_questions_from_the_caption(server, key):
     server.reply = lambda body: (
-        "1. What color is the car?\n2. Is it parked?\n3. what color is the car?" if "one question per line" in body["messages"][0]["content"]
+        "1. What color is the car?\n2. Is it parked?\n3. what color is the car?"
+        if "one question per line" in body["messages"][0]["content"]
         else "Is there a driver?"
     )
     q = openai_q(server, key, mode="unanswered")
@@ -251,7 +450,8 @@ def test_unanswered_mode_lists_questions_from_the_caption(server, key):
         asked.append(question)
         d = d.with_turn(question, answer)
     assert asked == ["What color is the car?", "Is it parked?", "Is there a driver?"]  # the duplicate dropped
-    assert "one question per line" in server.requests[0]["messages"][0]["content"] and "3 different" in server.requests[0]["messages"][0]["content"]
+    system = server.requests[0]["messages"][0]["content"]
+    assert "one question per line" in system and "3 different" in system
     seq = server.requests[1]["messages"][-1]["content"]
     assert "Q2: Is it parked?" in seq and "red" not in seq and "yes" not in seq  # answers never shown
 
@@ -287,10 +487,15 @@ def test_prompt_rendering_without_template():
 # --- tiny local HF models ------------------------------------------------------------------------
 
 
+GPT_QUESTION = "what color is the car ?"
+T5_QUESTION = "how many shapes are there ?"
+
+
 @pytest.fixture(scope="module")
 def tiny_hf(tmp_path_factory):
     """A WordLevel tokenizer trained on the prompt's own words, a GPT-2 trained for a few steps to
-    answer every prompt with "what color is the car ?", and a random T5; both saved to a folder."""
+    answer every prompt with "what color is the car ?", and a T5 trained to answer the same prompts
+    with "how many shapes are there ?"; both saved to a folder."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
@@ -299,14 +504,15 @@ def tiny_hf(tmp_path_factory):
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix="##")
-    tok.train_from_iterator(prompts + ["what color is the car ? the the"], trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<eos>"]))
+    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<eos>"])
+    tok.train_from_iterator(prompts + [f"{GPT_QUESTION} {T5_QUESTION} the the"], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
     root = tmp_path_factory.mktemp("tiny_hf")
     torch.manual_seed(0)
     gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(fast), n_positions=512, n_embd=32, n_layer=2, n_head=2,
                                      bos_token_id=2, eos_token_id=2, pad_token_id=0))
     opt = torch.optim.Adam(gpt.parameters(), lr=3e-3)
-    batch = [(fast(p + " what color is the car ?<eos>", return_tensors="pt").input_ids, len(fast(p).input_ids)) for p in prompts]
+    batch = [(fast(p + f" {GPT_QUESTION}<eos>", return_tensors="pt").input_ids, len(fast(p).input_ids)) for p in prompts]
     for _ in range(60):
         loss = 0
         for ids, plen in batch:
@@ -320,6 +526,14 @@ def tiny_hf(tmp_path_factory):
     fast.save_pretrained(root / "gpt")
     t5 = T5ForConditionalGeneration(T5Config(vocab_size=len(fast), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=2,
                                              decoder_start_token_id=0, pad_token_id=0, eos_token_id=2))
+    opt = torch.optim.Adam(t5.parameters(), lr=3e-3)
+    labels = fast(T5_QUESTION + "<eos>", return_tensors="pt").input_ids
+    inputs = [fast(p, return_tensors="pt").input_ids for p in prompts]
+    for _ in range(60):
+        loss = sum(t5(input_ids=ids, labels=labels).loss for ids in inputs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     t5.save_pretrained(root / "t5")
     fast.save_pretrained(root / "t5")
     return root
@@ -346,14 +560,23 @@ def test_hf_causal_from_directory_batched_and_cleaned(tiny_hf):
 def test_hf_seq2seq_and_chat_template(tiny_hf):
     from transformers import AutoTokenizer
 
-    q = LLMQuestioner("hf", str(tiny_hf / "t5"), max_new_tokens=6, max_attempts=2)
-    assert q.backend.encoder_decoder
-    q.reset(["a red circle"])
-    out = q.ask([obs(Dialog("a red circle"))])
-    assert isinstance(out[0], str) and out[0].endswith("?")  # a random model: cleaned or the fallback
-    assert q.stats["generated"] >= 1 and q.stats["backend_errors"] == 0
+    # The T5 was trained to answer both prompts with T5_QUESTION: a seq2seq path that loads the wrong class,
+    # pads on the wrong side, cuts the decoder output as if it held the prompt, or decodes badly returns
+    # something else, and with one attempt a rejected reply becomes a fallback question.
+    q = LLMQuestioner("hf", str(tiny_hf / "t5"), max_new_tokens=8, max_attempts=1)
+    assert q.backend.encoder_decoder and q.backend.tokenizer.padding_side == "right"
+    d0 = Dialog("a red circle")
+    d1 = Dialog("a red circle", (("is it sunny?", "yes"),))
+    convs = [build_messages(d0), build_messages(d1)]
+    # The decoder's clean-up joins " ?"; batched, the shorter prompt is padded.
+    assert q.backend.generate(convs) == ["how many shapes are there?"] * 2
+    assert q.backend.generate([convs[0]]) == ["how many shapes are there?"]
+    q.reset([d0.caption, d1.caption])
+    assert q.ask([obs(d0), obs(d1)]) == ["how many shapes are there?"] * 2
+    assert q.stats["generated"] == 2 and q.stats["fallbacks"] == 0 and q.stats["rejected_empty"] == 0
     tok = AutoTokenizer.from_pretrained(str(tiny_hf / "gpt"))
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
     backend = HFBackend(str(tiny_hf / "gpt"), tok, max_new_tokens=4)
     assert backend.use_template
     text = backend.render(build_messages(Dialog("a red circle")))
