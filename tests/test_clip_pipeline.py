@@ -79,7 +79,9 @@ def token_rows(encoding) -> list[list[int]]:
 
 
 # --------------------------------------------------------------------------- OpenAI's documented steps, reimplemented
-WORD = regex.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+", regex.IGNORECASE)
+WORD = regex.compile(
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+", regex.IGNORECASE
+)
 
 
 def reference_clean(text: str) -> str:
@@ -123,8 +125,11 @@ HAND_CASES = [
     ("It\u2019s red", [SOT, "it</w>", "'", "s</w>", "red</w>", EOT]),
     # "&amp;" is "&" after unescaping.
     ("a &amp; b", [SOT, "a</w>", "&</w>", "b</w>", EOT]),
-    # unescaped twice: "&amp;amp;" -> "&amp;" -> "&".
+    # nested entities: ftfy itself unescapes them all ...
     ("&amp;amp; cat", [SOT, "&</w>", "cat</w>", EOT]),
+    # ... except in text holding a "<", which it leaves alone: then html.unescape twice,
+    # "&amp;amp;" -> "&amp;" -> "&".
+    ("x < y &amp;amp; cat", [SOT, "x</w>", "<</w>", "y</w>", "&</w>", "cat</w>", EOT]),
     # mojibake "Ã©" (UTF-8 "é" read as Latin-1) is repaired to "é", bytes C3 A9: the characters "Ã" and "©";
     # "c" + "a" is a merge.
     ("cafÃ© red", [SOT, "ca", "f", "Ã", "©</w>", "red</w>", EOT]),
@@ -143,7 +148,7 @@ def test_token_ids_match_hand_derived_ones(retriever, text, tokens):
 
 def test_uncleaned_strings_would_get_other_ids(retriever):
     """The cases above discriminate: the HF tokenizer alone (no ftfy, no unescaping) gives other ids."""
-    for text, tokens in HAND_CASES[:5]:
+    for text, tokens in HAND_CASES[:6]:
         plain = retriever.tokenizer([text], padding="longest", return_tensors="pt")
         assert token_rows(plain) != [ids(tokens)], text
     # U+2019 is the bytes E2 80 99: "â", then two of the 68 remapped bytes.
@@ -305,7 +310,8 @@ def test_hf_processor_settings_that_openai_lacks_are_refused():
     tokenizer = tiny_tokenizer()
     model = tiny_clip(tokenizer, seed=4)
     for settings, word in (({"do_center_crop": False}, "do_center_crop"), ({"size": {"height": 32, "width": 32}}, "size")):
-        processor = CLIPImageProcessorPil(crop_size={"height": 32, "width": 32}, **({"size": {"shortest_edge": 32}} | settings))
+        kwargs = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}} | settings
+        processor = CLIPImageProcessorPil(**kwargs)
         with pytest.raises(ValueError, match=word):
             ClipRetriever(model, tokenizer, processor, device="cpu")
 

@@ -208,7 +208,9 @@ class HFDualEncoder:
         self.dim = self._feature_dim()
         # The class name keeps BLIP and CLIP fingerprints apart; max_length and the preprocessing are
         # in it because they change the features as much as the weights do.
-        self.fingerprint = weights_fingerprint(type(self).__name__, self.model, self.model.config, extra=self._fingerprint_extra())
+        self.fingerprint = weights_fingerprint(
+            type(self).__name__, self.model, self.model.config, extra=self._fingerprint_extra()
+        )
 
     # ------------------------------------------------------------------ subclass hooks
     def _default_image_processor(self):

@@ -20,10 +20,10 @@ and then moving it to the GPU. This module reproduces each step on an HF ``CLIPM
   ``Resize``; PIL itself falls back to nearest for palette and 1-bit images, as it does under
   torchvision), centre-crop with torchvision's offset ``int(round((size - n_px) / 2))`` (Python's
   round, half to even), convert to RGB only then, divide by 255 and normalise with CLIP's mean and
-  std in float32 (``ToTensor`` + ``Normalize``). HF's ``CLIPImageProcessor(Pil)`` differs in three
-  ways, so only its settings (size, crop size, mean, std, filter) are read, never its pixels: it
-  converts to RGB before resizing (other pixels for palette and CMYK images; transparent ones are
-  composited on white where PIL's ``convert("RGB")`` drops alpha), and it floors the crop offset
+  std in float32 (``ToTensor`` + ``Normalize``). HF's ``CLIPImageProcessor(Pil)`` differs, so only
+  its settings (size, crop size, mean, std, filter) are read, never its pixels: it converts to RGB
+  before resizing (other pixels for palette and CMYK images), composites transparent images on
+  white where PIL's ``convert("RGB")`` drops alpha, and floors the crop offset
   (``(size - n_px) // 2``, one pixel off whenever ``(size - n_px) % 4 == 3``, e.g. 640x427 images).
   torchvision 0.8 and older rounded the offset half up; current torchvision, used here, rounds half
   to even.
@@ -119,10 +119,14 @@ class ClipImageTransform:
         name = type(processor).__name__
         for flag in ("do_resize", "do_center_crop", "do_rescale", "do_normalize"):
             if getattr(processor, flag, True) is False:
-                raise ValueError(f"{name} sets {flag}=False; ClipRetriever follows OpenAI CLIP's _transform, which always does that step")
+                raise ValueError(
+                    f"{name} sets {flag}=False; ClipRetriever follows OpenAI CLIP's _transform, which always does that step"
+                )
         size = _setting(processor.size, "shortest_edge")
         if size is None:
-            raise ValueError(f"{name}.size is {processor.size!r}; OpenAI CLIP's _transform resizes the short side (shortest_edge)")
+            raise ValueError(
+                f"{name}.size is {processor.size!r}; OpenAI CLIP's _transform resizes the short side (shortest_edge)"
+            )
         crop_height, crop_width = _setting(processor.crop_size, "height"), _setting(processor.crop_size, "width")
         if crop_height is None or crop_width is None:
             raise ValueError(f"{name}.crop_size is {processor.crop_size!r}; expected a height and a width")
