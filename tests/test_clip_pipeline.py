@@ -256,13 +256,13 @@ def test_resize_and_crop_geometry(size, expected):
 
 
 def by_hand(image: Image.Image, resized: tuple[int, int], left: int, top: int, crop: int) -> torch.Tensor:
-    """Resize (PIL bicubic), crop at the given offset, RGB, /255, normalise: OpenAI's steps, spelled out."""
+    """Resize (PIL bicubic), crop at the given offset, RGB, then ToTensor and Normalize as torchvision
+    computes them (uint8 -> float32, divided by 255, mean subtracted, divided by std): OpenAI's steps."""
     if image.size != resized:
         image = image.resize(resized, Image.BICUBIC)
     image = image.crop((left, top, left + crop, top + crop)).convert("RGB")
-    array = np.asarray(image, dtype=np.float32) / np.float32(255)
-    array = (array - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    return tensor.sub(torch.tensor(MEAN).view(3, 1, 1)).div(torch.tensor(STD).view(3, 1, 1))
 
 
 def noise(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
@@ -280,7 +280,7 @@ def test_pixels_at_torchvisions_offset_for_a_640x427_image():
     image = noise("RGB", (640, 427), seed=1)
     got = OPENAI_224.pixels(image)
     assert got.shape == (3, 224, 224) and got.dtype == torch.float32
-    assert torch.allclose(got, by_hand(image, (335, 224), 56, 0, 224), rtol=0, atol=1e-6)
+    assert torch.equal(got, by_hand(image, (335, 224), 56, 0, 224))  # bit for bit
     assert not torch.allclose(got, by_hand(image, (335, 224), 55, 0, 224), atol=1e-3)  # the floored offset
 
 
@@ -301,7 +301,7 @@ def test_rgb_conversion_comes_after_the_crop(retriever, tmp_path, mode):
     for item in (image, path, loaded):
         got = retriever.preprocess_images([item])
         assert got.shape == (1, 3, 32, 32)
-        assert torch.allclose(got[0], expected, rtol=0, atol=1e-6), item
+        assert torch.equal(got[0], expected), item
 
 
 def test_hf_processor_settings_that_openai_lacks_are_refused():

@@ -171,11 +171,11 @@ class ClipImageTransform:
             image = image.resize((box.resized_width, box.resized_height), Image.Resampling(self.resample))
         image = image.crop((box.left, box.top, box.left + box.width, box.top + box.height))
         # RGB only after the crop, as OpenAI's pipeline: palette and CMYK images are resized in their own mode.
-        rgb = np.array(image.convert("RGB"), dtype=np.uint8)
-        tensor = torch.from_numpy(rgb).permute(2, 0, 1).to(torch.float32).div(255)
-        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
-        return tensor.sub(mean).div(std)
+        # ToTensor's x / 255 and Normalize's (x - mean) / std, each rounded to float32 as torch rounds them;
+        # in numpy, which is single-threaded, so a busy machine's torch thread pool does not slow each image.
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255)
+        normalised = (rgb - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
 
     def __call__(self, images: Sequence[Any]) -> torch.Tensor:
         """PIL images -> ``float32 [n, 3, crop_height, crop_width]``."""
