@@ -1,4 +1,9 @@
-"""An image corpus on disk: ids in a fixed order, each loadable as an RGB PIL image.
+"""An image corpus on disk: ids in a fixed order, each loadable as a PIL image.
+
+Images are decoded in the mode they are stored in (RGB, grayscale, palette, CMYK ...), not
+converted: each retriever converts as its own preprocessing does. BLIP converts to RGB first;
+OpenAI's CLIP pipeline, which ChatIR's CLIP baseline uses, resizes and crops in the stored mode and
+converts to RGB after the crop, which gives other pixels for palette and CMYK images.
 
 Two ways to name the corpus:
 
@@ -86,7 +91,7 @@ class ImageCorpus:
         return self.root / image_id
 
     def load(self, image_id: str) -> Image.Image:
-        """The RGB image, or ``ImageSkipped`` with the reason it cannot be used."""
+        """The decoded image in its stored mode, or ``ImageSkipped`` with the reason it cannot be used."""
         path = self.path(image_id)
         try:
             size = path.stat().st_size
@@ -105,8 +110,8 @@ class ImageCorpus:
                     pixels = im.width * im.height
                     if pixels > self.max_pixels:
                         raise ImageSkipped(f"too large: {im.width}x{im.height} pixels > max_pixels {self.max_pixels}")
-                    im.load()
-                    return im.convert("RGB")
+                    im.load()  # decoded here, so a corrupt file is skipped, not fatal later; the pixels outlive the file
+                    return im
         except ImageSkipped:
             raise
         except Image.DecompressionBombError as err:

@@ -176,7 +176,10 @@ class HFDualEncoder:
       projected (not yet normalised) feature of each row;
     - ``_default_image_processor()`` and ``_feature_dim()``: read from ``self.model.config``;
     - ``PROCESSOR_KEYS``: the image-processor settings that change features, fingerprinted so that
-      an index built with other preprocessing is not mistaken for this one;
+      an index built with other preprocessing is not mistaken for this one (``_fingerprint_extra``
+      adds anything else that does);
+    - ``preprocess_images(items)`` and ``tokenize(texts)`` where its model is fed otherwise than
+      through ``image_processor`` (after an RGB conversion) and ``tokenizer``;
     - its own ``__init__`` defaults and ``from_pretrained``.
     """
 
@@ -206,10 +209,7 @@ class HFDualEncoder:
         # The class name keeps BLIP and CLIP fingerprints apart; max_length and the preprocessing are
         # in it because they change the features as much as the weights do.
         self.fingerprint = weights_fingerprint(
-            type(self).__name__,
-            self.model,
-            self.model.config,
-            extra={"max_length": self.max_length, **processor_settings(self.image_processor, self.PROCESSOR_KEYS)},
+            type(self).__name__, self.model, self.model.config, extra=self._fingerprint_extra()
         )
 
     # ------------------------------------------------------------------ subclass hooks
@@ -225,6 +225,10 @@ class HFDualEncoder:
     def _text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def _fingerprint_extra(self) -> dict:
+        """The settings besides the weights that change features: ``max_length`` and the image processor's."""
+        return {"max_length": self.max_length, **processor_settings(self.image_processor, self.PROCESSOR_KEYS)}
+
     def _dialog_text(self, dialog: Dialog | str) -> str:
         """ChatIR's query string for one dialog; anything else is passed through ``str``."""
         return dialog.text() if isinstance(dialog, Dialog) else str(dialog)
@@ -237,12 +241,20 @@ class HFDualEncoder:
         self.tokenizer.save_pretrained(str(path))
         self.image_processor.save_pretrained(str(path))
 
+    def preprocess_images(self, items: Sequence[Any]) -> torch.Tensor:
+        """PIL images or image paths -> the model's ``pixel_values`` (converted to RGB, then the image processor)."""
+        return self.image_processor([load_image(i) for i in items], return_tensors="pt")["pixel_values"]
+
+    def tokenize(self, texts: Sequence[str]):
+        """Query strings -> the tokenizer's ``BatchEncoding`` (padded to the longest, cut at ``max_length``)."""
+        return self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt")
+
     @torch.inference_mode()
     def encode_images(self, items: Sequence[Any]) -> torch.Tensor:
         """PIL images or image paths -> unit vectors ``[n, dim]`` (float32, on ``self.device``)."""
         out = []
         for chunk in batches(list(items), self.batch_size):
-            pixels = self.image_processor([load_image(i) for i in chunk], return_tensors="pt")["pixel_values"]
+            pixels = self.preprocess_images(chunk)
             feats = self._image_features(pixels.to(self.device, self.dtype))
             out.append(F.normalize(feats.float(), dim=-1))
         # An empty gallery still has the feature width, so callers can concatenate it.
@@ -253,9 +265,7 @@ class HFDualEncoder:
         """Query strings -> unit vectors ``[n, dim]``; longer than ``max_length`` tokens are truncated."""
         out = []
         for chunk in batches(list(texts), self.batch_size):
-            tokens = self.tokenizer(
-                list(chunk), padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
-            )
+            tokens = self.tokenize(chunk)
             feats = self._text_features(tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device))
             out.append(F.normalize(feats.float(), dim=-1))
         return torch.cat(out) if out else torch.zeros(0, self.dim, device=self.device)
