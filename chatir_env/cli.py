@@ -41,9 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except ConfigError as err:  # a user's typo or bad value: its message, not a traceback
+        print(f"chatir {args.command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; completed work was saved where the command supports resuming", file=sys.stderr)
         return 130

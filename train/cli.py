@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 
 TRAINERS = {
     "retriever": ("chatir_env.train.train_retriever", "dialog-retrieval encoder (Shapes dual encoder or BLIP text side)"),
@@ -22,19 +23,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a top-level config field (repeatable), e.g. --set reward=rank_delta")
+                        help="override a config field (repeatable; a dotted key reaches into a section, e.g. "
+                             "--set reward=rank_delta --set world_kwargs.answer_noise=0.1); values are read as YAML")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as given, with every option that changes the run, to be recorded beside its results."""
+    words = ["chatir", "train", args.what, "--config", str(args.config)]
+    for item in args.set:
+        words += ["--set", item]
+    words += ["--steps", str(args.steps)] if args.steps else []
+    words += ["--out-dir", args.out_dir] if args.out_dir else []
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatir_env.config import load_config
+    from chatir_env.config import apply_overrides, load_config, parse_key_values
 
-    import yaml
-
-    config = load_config(args.config)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set must look like KEY=VALUE, got {item!r}")
-        config[key] = yaml.safe_load(value)
+    config = apply_overrides(load_config(args.config), parse_key_values(args.set, option="--set"))
+    config["_command"] = command_line(args)
     module = importlib.import_module(TRAINERS[args.what][0])
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0
