@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-dialogs": ("chatir_env.eval.eval_dialogs", "the official offline benchmark over recorded dialog files"),
     "download": ("chatir_env.data.download", "fetch the released ChatIR dialog and protocol files"),
     "play": ("chatir_env.eval.play", "play a ChatIR episode in the terminal as answerer or questioner"),
+    "worlds": ("chatir_env.worlds.doc", "every registered world's arguments (name, default, meaning) as a Markdown page"),
 }
 
 
