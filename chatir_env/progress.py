@@ -15,9 +15,11 @@ import os
 import sys
 from typing import IO, Any, Iterable
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
+from tqdm.auto import tqdm as auto_tqdm
 
 DEFAULT_LOG_INTERVAL = 30.0  # seconds between lines when the output is not a terminal
+_IN_NOTEBOOK = any(cls.__module__ == "tqdm.notebook" for cls in auto_tqdm.__mro__)  # tqdm.auto chose the widget
 
 
 class LineProgress(tqdm):
@@ -77,6 +79,8 @@ def progress(iterable: Iterable | None = None, *, file: IO | None = None, termin
     Returns:
         The bar (a ``tqdm``): use ``update``, ``set_postfix``, ``close``, or iterate over it.
     """
+    if _IN_NOTEBOOK and file is None and terminal is None:
+        return auto_tqdm(iterable, **kwargs)  # a notebook: its widget redraws in place and floods nothing
     file = sys.stderr if file is None else file
     if terminal is None:
         terminal = _is_terminal(file)

@@ -172,6 +172,8 @@ def test_make_questioner_names_short_names_and_arguments():
     (["eval", "--questioner", "random", "--questioner-arg", "sed=1", "--world", "shapes_oracle", "--world-arg", "corpus_size=500"],
      "questioner 'random': unknown argument 'sed'; valid: seed; did you mean 'seed'?"),
     (["train", "ppo", "--config", "ppo_shapes", "--set", "bogus=1"], "chatir train: --set bogus=1: bogus: unknown key; allowed: world, "),
+    (["train", "grpo", "--fields"], "chatir train: --fields: the grpo trainer's config is described in its module's docstring"),
+    (["train", "ppo"], "chatir train: --config is required"),
     (["train", "retriever", "--config", "retriever_shapes", "--set", "train.stepz=1"],
      "chatir train: --set train.stepz=1: train.stepz: unknown key; allowed: steps,"),
 ])
@@ -212,3 +214,13 @@ def test_duplicate_run_labels_are_refused():
     config = copy.deepcopy(demo())
     config["worlds"][1]["name"] = "learned"
     assert "worlds: two worlds share a label" in error_of(BenchmarkConfig, config)
+
+
+def test_train_fields_lists_every_field_with_its_meaning(capsys):
+    assert cli_main(["train", "ppo", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "  gamma (default 0.9): discount factor\n" in out
+    assert out.count("(default ") == len(PPOConfig.model_fields)
+    assert cli_main(["train", "retriever", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "world: shapes:\n" in out and "world: visdial:\n" in out and "  data.heldout (default 2000): " in out

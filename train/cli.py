@@ -19,12 +19,14 @@ TRAINERS = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=sorted(TRAINERS), help="; ".join(f"{k}: {v[1]}" for k, v in TRAINERS.items()))
-    parser.add_argument("--config", required=True, help="YAML config (a path, or the name of a packaged config)")
+    parser.add_argument("--config", help="YAML config (a path, or the name of a packaged config); required unless --fields")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable; a dotted key reaches into a section, e.g. "
                              "--set reward=rank_delta --set world_kwargs.answer_noise=0.1); values are read as YAML")
+    parser.add_argument("--fields", action="store_true",
+                        help="list the config's fields (default and meaning of each) and exit")
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -38,9 +40,18 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatir_env.config import apply_overrides, load_config, parse_key_values
+    from chatir_env.config import ConfigError, apply_overrides, load_config, parse_key_values, schema_help
 
+    module = importlib.import_module(TRAINERS[args.what][0])
+    if args.fields:
+        schemas = getattr(module, "CONFIG_SCHEMAS", None)
+        if not schemas:
+            raise ConfigError(f"--fields: the {args.what} trainer's config is described in its module's docstring")
+        for title, schema in schemas.items():
+            print(f"{title}:\n" + "\n".join("  " + line for line in schema_help(schema)))
+        return 0
+    if not args.config:
+        raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
     config = apply_overrides(load_config(args.config), parse_key_values(args.set, option="--set"))
     config["_command"] = command_line(args)
-    module = importlib.import_module(TRAINERS[args.what][0])
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0

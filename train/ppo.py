@@ -90,6 +90,9 @@ class PPOConfig(Schema):
         return check_name("reward", reward, REWARDS)
 
 
+CONFIG_SCHEMAS = {"ppo config": PPOConfig}  # for `chatir train ppo --fields`
+
+
 def command_line(config: dict, out_dir: str | None, steps: int | None) -> str:
     """The command that runs ``config``: ``config["_command"]`` as the CLI recorded it, else rebuilt."""
     if config.get("_command"):

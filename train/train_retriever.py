@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema, UnknownNameError, validate
 from .retriever import RetrieverTrainConfig, train_retriever
+from .visdial_retriever import VisDialRetrieverConfig
 
 WORLDS = ("shapes", "visdial")
 
@@ -45,6 +46,9 @@ class ShapesRetrieverConfig(Schema):
     train: RetrieverTrainConfig = Field(default_factory=RetrieverTrainConfig, description="the trainer")
     export: str | None = Field(None, description="write the trained encoder to EXPORT.safetensors and EXPORT.json "
                                                  "(with --out-dir: <out_dir>/shapes_dual instead)")
+
+
+CONFIG_SCHEMAS = {"world: shapes": ShapesRetrieverConfig, "world: visdial": VisDialRetrieverConfig}  # for --fields
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:

@@ -45,7 +45,7 @@ from ..atomic import atomic_write_json
 from ..config import ConfigError, Schema, validate
 from ..dialog import Dialog
 from ..metrics import target_ranks
-from .retriever import RetrieverTrainConfig, contrastive_loss, train_retriever
+from .retriever import RetrieverTrainConfig, train_retriever
 
 ORIGINAL_SUFFIXES = {".ckpt", ".pth", ".pt", ".bin", ".safetensors"}
 
@@ -333,12 +333,5 @@ def train_visdial(config: dict, out_dir: str | None = None, steps: int | None = 
     return 0
 
 
-def batch_loss(model: BlipTextSide, rows: torch.Tensor, dialogs: Sequence[Dialog]) -> float:
-    """The training loss on one fixed batch (for checks and notebooks)."""
-    with torch.no_grad():
-        loss, _ = contrastive_loss(model.dialog_features(dialogs), model.image_features(rows), model.logit_scale)
-    return float(loss)
-
-
 __all__ = ["train_visdial", "build_visdial_training", "BlipTextSide", "VisDialDialogSampler", "HeldoutProbe",
-           "VisDialModelConfig", "VisDialDataConfig", "coco2014_image_id", "query_text", "batch_loss"]
+           "VisDialModelConfig", "VisDialDataConfig", "VisDialRetrieverConfig", "coco2014_image_id", "query_text"]

@@ -210,10 +210,9 @@ def build_index(
 
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from ..progress import progress as progress_bar
 
-            bar = tqdm(total=known_total, initial=len(done), unit="img",
-                       desc=f"indexing {paths['tensor'].name}", file=sys.stderr)
+            bar = progress_bar(total=known_total, initial=len(done), unit="img", desc=f"indexing {paths['tensor'].name}")
 
         pending_ids: list[str] = []
         pending: list[torch.Tensor] = []
