@@ -75,7 +75,8 @@ def test_progress_lines_come_at_the_interval():
     out = io.StringIO()
     for _ in progress(range(4), file=out, desc="x", interval=0):  # every update is due
         pass
-    assert [line.split("|")[0] for line in out.getvalue().splitlines()] == ["x:   0%", "x:  25%", "x:  50%", "x:  75%", "x: 100%"]
+    percents = [line.split("|")[0] for line in out.getvalue().splitlines()]
+    assert percents == ["x:   0%", "x:  25%", "x:  50%", "x:  75%", "x: 100%"]
 
 
 def test_progress_is_a_plain_bar_on_a_terminal():

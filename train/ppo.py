@@ -69,7 +69,8 @@ class PPOConfig(Schema):
     select_by: Literal["bri", "hits@10_round5"] = Field("bri", description="best.zip by validation BRI (lower is better) "
                                                         "or by Hits@10 at round 5")
     seed: int = Field(0, ge=0, description="seed of the policy and the episodes")
-    threads: int = Field(1, ge=1, description="torch threads (one: OpenMP spinning on a busy machine costs more than it gives)")
+    threads: int = Field(1, ge=1, description="torch threads (one: OpenMP spinning on a busy machine costs more "
+                                                   "than it gives)")
     out_dir: str = Field("runs/ppo_shapes", description="run folder: checkpoints, validation.json, TensorBoard logs")
 
     @field_validator("world")

@@ -30,9 +30,11 @@ class ShapesModelSection(Schema):
 class ShapesDataSection(Schema):
     """How training batches are drawn (``ShapesDialogSampler``'s arguments)."""
 
-    batch_size: int = Field(256, ge=2, multiple_of=2, description="dialogs per batch: half anchors, half their one-change twins")
+    batch_size: int = Field(256, ge=2, multiple_of=2,
+                            description="dialogs per batch: half anchors, half their one-change twins")
     num_scenes: int = Field(200_000, ge=10, description="training scenes (drawn from the train split's generator)")
-    answer_noise: float = Field(0.0, ge=0, le=1, description="probability that the oracle's answer is replaced by a random one")
+    answer_noise: float = Field(0.0, ge=0, le=1,
+                                description="probability that the oracle's answer is replaced by a random one")
     caption_mask: float = Field(0.0, ge=0, le=1, description="probability that a dialog with turns loses its caption")
     max_rounds: int = Field(10, ge=0, description="dialogs are cut at a round drawn uniformly from 0..max_rounds")
 

@@ -54,7 +54,8 @@ class VisDialModelConfig(Schema):
     """The BLIP model whose text side is trained: the ``model:`` section."""
 
     init: str = Field("", description="HF dir (BlipForImageTextRetrieval + tokenizer) or an original BLIP checkpoint file")
-    tokenizer: str | None = Field(None, description="tokenizer dir for an original checkpoint (default: the hub's BLIP tokenizer)")
+    tokenizer: str | None = Field(None, description="tokenizer dir for an original checkpoint "
+                                                    "(default: the hub's BLIP tokenizer)")
     device: str | None = Field(None, description="torch device (None: CUDA when available)")
     max_length: int = Field(200, ge=8, description="dialog tokens kept, as ChatIR")
     image_batch_size: int = Field(64, ge=1, description="images per forward pass when caching features")
@@ -66,8 +67,10 @@ class VisDialDataConfig(Schema):
     train_file: str = Field("", description="VisDial v1.0 train json, or a ChatIR dialog file (format: chatir)")
     format: Literal["visdial", "chatir"] = Field("visdial", description="the train file's format")
     image_root: str = Field("", description="folder the image paths are relative to")
-    image_id: str = Field("coco2014", description='VisDial image_id -> path: "coco2014" (train2014/ or val2014/) or a format string')
-    val_file: str | None = Field(None, description="held-out pairs from another file (same format); else the last `heldout` pairs")
+    image_id: str = Field("coco2014", description='VisDial image_id -> path: "coco2014" (train2014/ or val2014/) '
+                                                  "or a format string")
+    val_file: str | None = Field(None, description="held-out pairs from another file (same format); "
+                                                   "else the last `heldout` pairs")
     heldout: int = Field(2_000, ge=0, description="held-out pairs (from val_file, or cut from the end of train_file)")
     limit: int | None = Field(None, ge=1, description="use only the first n dialogs of train_file (smoke runs)")
     max_rounds: int = Field(10, ge=0, description="dialogs are cut at a round drawn uniformly from 0..max_rounds")
