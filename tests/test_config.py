@@ -236,3 +236,21 @@ def test_train_fields_lists_every_field_with_its_meaning(capsys):
     assert cli_main(["train", "retriever", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "world: shapes:\n" in out and "world: visdial:\n" in out and "  data.heldout (default 2000): " in out
+
+
+def test_trainers_get_the_overridden_config_and_the_command(monkeypatch):
+    import chatir_env.train.grpo as grpo
+    import chatir_env.train.ppo as ppo
+
+    seen = {}
+    monkeypatch.setattr(ppo, "main", lambda config, out_dir, steps: seen.update(ppo=(config, out_dir, steps)))
+    monkeypatch.setattr(grpo, "main", lambda config, out_dir, steps: seen.update(grpo=(config, out_dir, steps)))
+    assert cli_main(["train", "ppo", "--config", "ppo_shapes", "--set", "gamma=0.5", "--set", "world_kwargs.answer_noise=0.1",
+                     "--steps", "100", "--out-dir", "runs/x y"]) == 0
+    config, out_dir, steps = seen["ppo"]
+    assert (config["gamma"], config["world_kwargs"], out_dir, steps) == (0.5, {"answer_noise": 0.1}, "runs/x y", 100)
+    assert config["_command"] == ("chatir train ppo --config ppo_shapes --set gamma=0.5 --set world_kwargs.answer_noise=0.1 "
+                                  "--steps 100 --out-dir 'runs/x y'")
+    assert cli_main(["train", "grpo", "--config", "grpo_shapes", "--set", "threads=2"]) == 0
+    config = seen["grpo"][0]
+    assert config["threads"] == 2 and sorted(k for k in config if k.startswith("_")) == ["_path"]
