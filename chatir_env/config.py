@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import importlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence, TypeVar
+from typing import Any, Iterable, Sequence, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -200,15 +200,20 @@ class Schema(BaseModel):
 
 
 def schema_help(schema: type[BaseModel], prefix: str = "") -> list[str]:
-    """One line per field, nested sections flattened: ``name (default): description``."""
+    """One line per field, nested sections flattened: ``name (default 3): description``, ``name (required): ...``."""
     lines = []
     for name, field in schema.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             lines.extend(schema_help(annotation, f"{prefix}{name}."))
             continue
-        default = field.get_default(call_default_factory=True)
-        lines.append(f"{prefix}{name} (default {default!r}): {field.description or ''}")
+        item = get_args(annotation)[0] if get_origin(annotation) is list and get_args(annotation) else None
+        if isinstance(item, type) and issubclass(item, BaseModel):  # a list of sections: describe one item
+            lines.append(f"{prefix}{name}: {field.description or ''}; each item:")
+            lines.extend(schema_help(item, f"{prefix}{name}[]."))
+            continue
+        state = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        lines.append(f"{prefix}{name} ({state}): {field.description or ''}")
     return lines
 
 

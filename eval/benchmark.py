@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..config import ConfigError, Schema, check_name, load_config, validate
+from ..config import ConfigError, Schema, check_name, load_config, schema_help, validate
 
 
 def _none_is_empty(value: Any) -> Any:
@@ -120,10 +120,11 @@ class BenchmarkConfig(Schema):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
+    parser.add_argument("--config", help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--num-targets", type=int, help="override num_targets (e.g. a quick look with 200)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    parser.add_argument("--fields", action="store_true", help="list the config's fields (default and meaning of each) and exit")
 
 
 def resolve_args(args: dict) -> dict:
@@ -138,6 +139,11 @@ def resolve_args(args: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fields:
+        print("\n".join(schema_help(BenchmarkConfig)))
+        return 0
+    if not args.config:
+        raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
     config = load_config(args.config)
     if args.out_dir:
         config["out_dir"] = args.out_dir

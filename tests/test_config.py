@@ -236,6 +236,9 @@ def test_train_fields_lists_every_field_with_its_meaning(capsys):
     assert cli_main(["train", "retriever", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "world: shapes:\n" in out and "world: visdial:\n" in out and "  data.heldout (default 2000): " in out
+    assert cli_main(["benchmark", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "worlds[].world (required): a registered world" in out and "questioners[].args (default {}): " in out
 
 
 def test_trainers_get_the_overridden_config_and_the_command(monkeypatch):
