@@ -28,7 +28,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     """
     path = Path(path)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        # Hidden, unique, and ending in the target's suffix: writers that add or read a suffix (SB3, matplotlib) keep it.
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
         try:
             # O_EXCL: never clobber another writer's temp file; mode 0o666: the kernel applies the umask.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -87,3 +87,12 @@ def test_progress_is_a_plain_bar_on_a_terminal():
     assert not isinstance(bar, LineProgress) and "\r" in out.getvalue()
     out.isatty = lambda: True  # detected from the stream when not forced
     assert not isinstance(progress(total=1, file=out, disable=True), LineProgress)
+
+
+def test_the_temp_file_is_hidden_beside_the_target_with_its_suffix(tmp_path):
+    seen = []
+    atomic_write(tmp_path / "last.zip", lambda tmp: seen.append(tmp) or open(tmp, "wb").write(b"PK"))
+    tmp = seen[0]
+    # SB3's save appends ".zip" to a path without a suffix and matplotlib picks the format from it
+    assert os.path.dirname(tmp) == str(tmp_path) and os.path.basename(tmp).startswith(".last.") and tmp.endswith(".tmp.zip")
+    assert (tmp_path / "last.zip").read_bytes() == b"PK" and not os.path.exists(tmp)
