@@ -52,6 +52,8 @@ def test_segments_cumulative_minutes_and_commands(tmp_path, monkeypatch, capsys)
     assert code == 130
     last = json.loads((out / "last.json").read_text())
     assert (last["segment"], last["timesteps"], last["command"]) == (2, 240, command2)
+    best = json.loads((out / "best.json").read_text())  # the exported policy's record matches its checkpoint's
+    assert json.loads((out / "best_policy.json").read_text())["command"] == best["command"]
     # segment 3: resumes at 240 and runs to 400
     monkeypatch.setattr(PooledVecEnv, "step_wait", original)
     code, command3 = train(400)
@@ -72,5 +74,7 @@ def test_segments_cumulative_minutes_and_commands(tmp_path, monkeypatch, capsys)
     assert best["timesteps"] == best["validation"]["timesteps"]
     assert json.loads((out / "last.json").read_text())["command"] == command3
     policy = json.loads((out / "best_policy.json").read_text())
-    assert policy["command"] == command3 and policy["segments"] == 3 and policy["validation"] == history
+    assert policy["command"] == best["command"] and policy["validation"] == history
+    assert policy["segments"] == final["segments"] == [{"segment": 1, "command": command1}, {"segment": 2, "command": command2},
+                                                       {"segment": 3, "command": command3}]
     assert policy["config"]["top_k"] == 20 and policy["config"]["hit_bonus"] == 0.5

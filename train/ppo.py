@@ -117,6 +117,7 @@ class RunClock:
         self.segment = 1 + max([previous.get("segment", 0)] + [h.get("segment", 1) for h in history])
         self.offset = max([previous.get("wall_seconds", 0.0)] + [60 * h.get("minutes", 0.0) for h in history])
         self.command = command
+        self.segments = previous.get("segments", []) + [{"segment": self.segment, "command": command}]
         self.start = time.time()
 
     def seconds(self) -> float:
@@ -127,7 +128,7 @@ class RunClock:
         atomic_write(path, lambda tmp: model.save(tmp))
         atomic_write_json(path.with_suffix(".json"), {
             "command": self.command, "segment": self.segment, "timesteps": int(model.num_timesteps),
-            "wall_seconds": round(self.seconds(), 1), **extra,
+            "wall_seconds": round(self.seconds(), 1), "segments": self.segments, **extra,
         })
 
 
@@ -154,6 +155,8 @@ class ValidationCallback(BaseCallback):
         history = out / "validation.json"
         self.history = json.loads(history.read_text()) if history.exists() else []  # resumed runs keep theirs
         self.best = min((h["score"] for h in self.history), default=float("inf"))
+        best = out / "best.json"
+        self.best_command = json.loads(best.read_text())["command"] if best.exists() else None
         self.next_eval = cfg.eval_every
 
     def _on_training_start(self) -> None:
@@ -193,9 +196,19 @@ class ValidationCallback(BaseCallback):
             self.best = row["score"]
             row["best"] = True
             self.clock.save(self.model, self.out / "best.zip", validation=row)
+            self.best_command = self.clock.command
             # The policy alone (no optimiser state): what a questioner needs, a third of the size.
             atomic_write(self.out / "best_policy.pt", lambda tmp: self.model.policy.save(tmp))
         atomic_write_json(self.out / "validation.json", self.history)
+        if row.get("best"):
+            atomic_write_json(self.out / "best_policy.json", self.provenance())
+
+    def provenance(self) -> dict:
+        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from:
+        the command that trained it, every segment's command, the config and the validation history."""
+        return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
+                "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,
+                "wall_seconds": round(self.clock.seconds(), 1), "validation": self.history}
         print(json.dumps(row))
 
 
@@ -243,10 +256,6 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
             print(f"\ninterrupted at {model.num_timesteps} timesteps; saved {last}; rerun to resume")
             raise
     clock.save(model, out / "final.zip")
-    # Provenance next to the exported policy, so a shipped copy says where it came from.
-    atomic_write_json(out / "best_policy.json", {
-        "command": command, "world": cfg.world, "config": cfg.model_dump(), "selected": f"best validation {cfg.select_by}",
-        "segments": clock.segment, "wall_seconds": round(clock.seconds(), 1), "validation": callback.history,
-    })
+    atomic_write_json(out / "best_policy.json", callback.provenance())  # with the whole validation history
     print(f"best policy: {out / 'best_policy.pt'} (full checkpoint {out / 'best.zip'})")
     return 0
