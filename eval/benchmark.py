@@ -145,10 +145,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
     config = load_config(args.config)
+    origins = config.setdefault("_overrides", {})  # a bad value from an option is blamed on the option
     if args.out_dir:
-        config["out_dir"] = args.out_dir
-    if args.num_targets:
-        config["num_targets"] = args.num_targets
+        config["out_dir"], origins["out_dir"] = args.out_dir, f"--out-dir {args.out_dir}"
+    if args.num_targets is not None:
+        config["num_targets"], origins["num_targets"] = args.num_targets, f"--num-targets {args.num_targets}"
     return run_benchmark(config, bootstrap=args.bootstrap)
 
 

@@ -181,6 +181,8 @@ def test_make_questioner_names_short_names_and_arguments():
      "questioner 'random': unknown argument 'sed'; valid: seed; did you mean 'seed'?"),
     (["train", "ppo", "--config", "ppo_shapes", "--set", "bogus=1"],
      "chatir train: --set bogus=1: bogus: unknown key; allowed: world, "),
+    (["benchmark", "--config", "shapes_demo", "--num-targets", "0"],
+     "chatir benchmark: --num-targets 0: num_targets: Input should be greater than or equal to 1 (got 0)"),
     (["train", "grpo", "--fields"],
      "chatir train: --fields: the grpo trainer's config is described in its module's docstring"),
     (["train", "ppo"], "chatir train: --config is required"),
@@ -188,7 +190,8 @@ def test_make_questioner_names_short_names_and_arguments():
      "chatir train: --set train.stepz=1: train.stepz: unknown key; allowed: steps,"),
 ])
 def test_cli_typos_are_one_line_errors_without_traceback(argv, expected, capsys, tmp_path):
-    code = cli_main(argv + (["--out", str(tmp_path / "out")] if argv[0] == "eval" else []))
+    code = cli_main(argv + (["--out", str(tmp_path / "out")] if argv[0] == "eval" else []) +
+                    (["--out-dir", str(tmp_path / "out")] if argv[0] == "benchmark" else []))
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     if "sed=1" in argv:  # a questioner's own arguments are checked when it is built: its row fails, the run goes on
