@@ -124,7 +124,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--num-targets", type=int, help="override num_targets (e.g. a quick look with 200)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
-    parser.add_argument("--fields", action="store_true", help="list the config's fields (default and meaning of each) and exit")
+    parser.add_argument("--fields", action="store_true",
+                        help="list the config's fields (default and meaning of each) and exit")
 
 
 def resolve_args(args: dict) -> dict:
@@ -176,7 +177,8 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
         t0 = time.time()
         world = build_world(w.world, **w.args)
         targets = list(world.targets)[: cfg.num_targets or None]
-        print(f"[{w.label}] world {w.world}: {len(world.index)} corpus items, {len(targets)} targets ({time.time() - t0:.1f}s to build)")
+        print(f"[{w.label}] world {w.world}: {len(world.index)} corpus items, {len(targets)} targets "
+              f"({time.time() - t0:.1f}s to build)")
         for q in cfg.questioners:
             if q.worlds and w.label not in q.worlds:
                 continue

@@ -75,6 +75,6 @@ def test_segments_cumulative_minutes_and_commands(tmp_path, monkeypatch, capsys)
     assert json.loads((out / "last.json").read_text())["command"] == command3
     policy = json.loads((out / "best_policy.json").read_text())
     assert policy["command"] == best["command"] and policy["validation"] == history
-    assert policy["segments"] == final["segments"] == [{"segment": 1, "command": command1}, {"segment": 2, "command": command2},
-                                                       {"segment": 3, "command": command3}]
+    segments = [{"segment": 1, "command": command1}, {"segment": 2, "command": command2}, {"segment": 3, "command": command3}]
+    assert policy["segments"] == final["segments"] == segments
     assert policy["config"]["top_k"] == 20 and policy["config"]["hit_bonus"] == 0.5

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema, UnknownNameError, validate
 from .retriever import RetrieverTrainConfig, train_retriever
-from .visdial_retriever import VisDialRetrieverConfig
+from .visdial_retriever import VisDialRetrieverConfig, train_visdial
 
 WORLDS = ("shapes", "visdial")
 
@@ -58,9 +58,7 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
     if world == "shapes":
         return train_shapes(config, out_dir, steps)
     if world == "visdial":
-        from .visdial_retriever import train_visdial  # the BLIP text side (see configs/retriever_visdial_blip.yaml)
-
-        return train_visdial(config, out_dir, steps)
+        return train_visdial(config, out_dir, steps)  # the BLIP text side (see configs/retriever_visdial_blip.yaml)
     raise UnknownNameError("retriever world", world, WORLDS, where=f"{config.get('_path', 'config')}: world")
 
 

@@ -327,7 +327,8 @@ def train_visdial(config: dict, out_dir: str | None = None, steps: int | None = 
     out = Path(run.cfg.out_dir)
     run.retriever.model.eval()
     run.retriever.save_pretrained(out / "retriever")
-    payload = {"metrics": result, "train": run.cfg.model_dump(), "data": config.get("data", {}), "model": config.get("model", {}),
+    payload = {"metrics": result, "train": run.cfg.model_dump(), "data": config.get("data", {}),
+               "model": config.get("model", {}),
                "logit_scale": float(run.model.logit_scale.detach().exp()), "pairs": {"train": len(run.sampler.rows), "heldout": len(run.probe.rows)},
                "command": config.get("_command") or "chatir train retriever --config " + str(config.get("_path"))}
     atomic_write_json(out / "metrics.json", payload)

@@ -83,7 +83,8 @@ def world_parameters(name: str) -> dict[str, inspect.Parameter] | None:
     parameters = inspect.signature(world_builder(name)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
-    return {k: p for k, p in parameters.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {k: p for k, p in parameters.items() if p.kind in named}
 
 
 def check_world_args(name: str, kwargs: Mapping[str, Any], reserved: Sequence[str] = ()) -> None:
