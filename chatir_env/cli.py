@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-dialogs": ("chatir_env.eval.eval_dialogs", "the official offline benchmark over recorded dialog files"),
     "download": ("chatir_env.data.download", "fetch the released ChatIR dialog and protocol files"),
     "play": ("chatir_env.eval.play", "play a ChatIR episode in the terminal as answerer or questioner"),
+    "worlds": ("chatir_env.worlds.doc", "every registered world's arguments (name, default, meaning) as a Markdown page"),
 }
 
 
@@ -41,9 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except ConfigError as err:  # a user's typo or bad value: its message, not a traceback
+        print(f"chatir {args.command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; completed work was saved where the command supports resuming", file=sys.stderr)
         return 130

@@ -6,7 +6,10 @@ All take numpy arrays, so one call scores a whole batch of episodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
+
+from .config import check_name
 
 REWARDS = ("rank_delta", "log_rank_delta", "best_log_rank_delta")
 DEFAULT_REWARD = "log_rank_delta"
@@ -30,8 +33,7 @@ class RewardFn:
     hit_k: int = 10
 
     def __post_init__(self) -> None:
-        if self.name not in REWARDS:
-            raise ValueError(f"unknown reward {self.name!r}; choose one of {', '.join(REWARDS)}")
+        check_name("reward", self.name, REWARDS)  # a ValueError naming the rewards and the closest one
         if self.corpus_size < 1:
             raise ValueError(f"corpus_size must be positive, got {self.corpus_size}")
 

@@ -13,8 +13,10 @@ Config (YAML)::
       - {name: ppo, questioner: policy, args: {policy: "package:agents/policies/ppo_shapes_oracle.pt"}, worlds: [exact]}
     out_dir: runs/shapes_demo
 
-A questioner that raises is reported and skipped; the others' results are still written. Results are
-rewritten (atomically) after every run, so an interrupted benchmark keeps what it finished.
+Every key is checked before anything runs (:class:`BenchmarkConfig`): an unknown key, world, world
+argument or questioner short name is a one-line error naming it. A questioner that raises while it
+runs is reported and skipped; the others' results are still written. Results are rewritten
+(atomically) after every run, so an interrupted benchmark keeps what it finished.
 """
 
 from __future__ import annotations
@@ -24,15 +26,106 @@ import json
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from ..config import ConfigError, load_config
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ..config import ConfigError, Schema, check_name, load_config, schema_help, validate
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value  # `args:` left empty in YAML
+
+
+class WorldEntry(Schema):
+    """One world of the benchmark."""
+
+    name: str | None = Field(None, description="label in the table (default: the world's name)")
+    world: str = Field(description="a registered world (`chatir worlds` lists them with their arguments)")
+    args: dict[str, Any] = Field(default_factory=dict, description="the world's keyword arguments")
+
+    _args_default = field_validator("args", mode="before")(_none_is_empty)
+
+    @field_validator("world")
+    @classmethod
+    def _world_exists(cls, world: str) -> str:
+        from ..worlds import world_names
+
+        return check_name("world", world, world_names())
+
+    @field_validator("args")
+    @classmethod
+    def _args_exist(cls, args: dict, info: ValidationInfo) -> dict:
+        from ..worlds import check_world_args
+
+        if "world" in info.data:
+            check_world_args(info.data["world"], args)
+        return args
+
+    @property
+    def label(self) -> str:
+        return self.name or self.world
+
+
+class QuestionerEntry(Schema):
+    """One questioner of the benchmark."""
+
+    name: str | None = Field(None, description="label in the table (default: the questioner's name)")
+    questioner: str = Field(description="a short name (chatir_env.agents.QUESTIONERS) or an import path package.module:Class")
+    args: dict[str, Any] = Field(default_factory=dict, description="the questioner's keyword arguments; a value "
+                                 "'package:relative/path' points into the installed package")
+    worlds: list[str] | None = Field(None, description="labels of the worlds it runs in (default: all)")
+
+    _args_default = field_validator("args", mode="before")(_none_is_empty)
+
+    @field_validator("questioner")
+    @classmethod
+    def _questioner_exists(cls, questioner: str) -> str:
+        from ..agents import IMPORT_PATH_NOTE, QUESTIONERS
+
+        if ":" in questioner:  # an import path: imported when it runs, so one broken class costs only its row
+            return questioner
+        return check_name("questioner", questioner, list(QUESTIONERS), note=IMPORT_PATH_NOTE)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.questioner
+
+
+class BenchmarkConfig(Schema):
+    """``chatir benchmark``: several questioners on several worlds' benchmark targets."""
+
+    name: str = Field("benchmark", description="the benchmark's title")
+    max_rounds: int = Field(10, ge=1, description="questions per episode")
+    num_targets: int | None = Field(None, ge=1, description="the first n benchmark targets of each world (null: all)")
+    worlds: list[WorldEntry] = Field(min_length=1, description="the worlds, each a label, a world and its arguments")
+    questioners: list[QuestionerEntry] = Field(min_length=1, description="the questioners, each a label, a questioner "
+                                               "and its arguments")
+    out_dir: str | None = Field(None, description="where results go (default runs/<name>)")
+
+    @model_validator(mode="after")
+    def _labels_are_consistent(self) -> "BenchmarkConfig":
+        labels = [w.label for w in self.worlds]
+        if len(set(labels)) < len(labels):
+            raise ValueError(f"worlds: two worlds share a label ({', '.join(labels)}); give each a distinct name")
+        for i, q in enumerate(self.questioners):
+            for label in q.worlds or ():
+                check_name("world label", label, labels, where=f"questioners[{i}].worlds")
+        for label in labels:
+            runs = [q.label for q in self.questioners if not q.worlds or label in q.worlds]
+            if len(set(runs)) < len(runs):
+                raise ValueError(f"questioners: two runs in world {label!r} share a label ({', '.join(runs)}); "
+                                 "give each a distinct name")
+        return self
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
+    parser.add_argument("--config", help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--num-targets", type=int, help="override num_targets (e.g. a quick look with 200)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    parser.add_argument("--fields", action="store_true",
+                        help="list the config's fields (default and meaning of each) and exit")
 
 
 def resolve_args(args: dict) -> dict:
@@ -47,49 +140,55 @@ def resolve_args(args: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fields:
+        print("\n".join(schema_help(BenchmarkConfig)))
+        return 0
+    if not args.config:
+        raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
     config = load_config(args.config)
+    origins = config.setdefault("_overrides", {})  # a bad value from an option is blamed on the option
     if args.out_dir:
-        config["out_dir"] = args.out_dir
-    if args.num_targets:
-        config["num_targets"] = args.num_targets
+        config["out_dir"], origins["out_dir"] = args.out_dir, f"--out-dir {args.out_dir}"
+    if args.num_targets is not None:
+        config["num_targets"], origins["num_targets"] = args.num_targets, f"--num-targets {args.num_targets}"
     return run_benchmark(config, bootstrap=args.bootstrap)
 
 
 def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) -> int:
+    """Run every questioner of ``config`` (a :class:`BenchmarkConfig` as a dict) on its worlds.
+
+    Returns:
+        0, or 1 when a questioner failed (the others' results are written all the same).
+
+    Raises:
+        ConfigError: the config does not validate (before anything runs).
+    """
     from ..agents import make_questioner
     from ..worlds import build_world
     from .report import format_table, summarize_record, write_results
     from .runner import play_episodes
 
-    where = config.get("_path", "config")
-    for key in ("worlds", "questioners"):
-        if not isinstance(config.get(key), list) or not config[key]:
-            raise ConfigError(f"{where}: '{key}' must be a non-empty list")
-    max_rounds = int(config.get("max_rounds", 10))
-    num_targets = config.get("num_targets")
-    out_dir = Path(config.get("out_dir", f"runs/{config.get('name', 'benchmark')}"))
+    cfg = validate(BenchmarkConfig, config)
+    recorded = {**cfg.model_dump(), **{k: v for k, v in config.items() if k == "_path"}}
+    out_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    for w in config["worlds"]:
-        if "world" not in w:
-            raise ConfigError(f"{where}: each world needs a 'world' field, got {w}")
-        label = w.get("name", w["world"])
+    for w in cfg.worlds:
         t0 = time.time()
-        world = build_world(w["world"], **(w.get("args") or {}))
-        targets = list(world.targets)[: num_targets or None]
-        print(f"[{label}] world {w['world']}: {len(world.index)} corpus items, {len(targets)} targets ({time.time() - t0:.1f}s to build)")
-        for q in config["questioners"]:
-            if "questioner" not in q:
-                raise ConfigError(f"{where}: each questioner needs a 'questioner' field, got {q}")
-            if q.get("worlds") and label not in q["worlds"]:
+        world = build_world(w.world, **w.args)
+        targets = list(world.targets)[: cfg.num_targets or None]
+        print(f"[{w.label}] world {w.world}: {len(world.index)} corpus items, {len(targets)} targets "
+              f"({time.time() - t0:.1f}s to build)")
+        for q in cfg.questioners:
+            if q.worlds and w.label not in q.worlds:
                 continue
-            run_name = f"{label}/{q.get('name', q['questioner'])}"
+            run_name = f"{w.label}/{q.label}"
             try:
-                questioner = make_questioner(q["questioner"], **resolve_args(q.get("args")))
+                questioner = make_questioner(q.questioner, **resolve_args(q.args))
                 if hasattr(questioner, "bind_world"):
                     questioner.bind_world(world)
                 t0 = time.time()
-                record = play_episodes(world, questioner, targets, max_rounds, progress=progress, desc=run_name)
+                record = play_episodes(world, questioner, targets, cfg.max_rounds, progress=progress, desc=run_name)
                 rows[run_name] = summarize_record(record, bootstrap_samples=bootstrap)
                 rows[run_name]["seconds"] = round(time.time() - t0, 1)
                 stats = getattr(questioner, "stats", None)
@@ -101,8 +200,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
             except Exception as err:  # one broken questioner must not cost the others' results
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
-                traceback.print_exc()
-            write_results(out_dir, rows, {**config, "failures": failures}, title=config.get("name", ""))
+                if not isinstance(err, ConfigError):  # a config mistake is its message; a crash needs its trace
+                    traceback.print_exc()
+            write_results(out_dir, rows, {**recorded, "failures": failures}, title=cfg.name)
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")

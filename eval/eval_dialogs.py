@@ -51,9 +51,9 @@ def evaluate_dialog_file(
     targets = index.positions([t for t, _ in dialogs])
     batches = [(t, start) for t in range(rounds + 1) for start in range(0, len(dialogs), batch_size)]
     if progress:
-        from tqdm.auto import tqdm
+        from chatir_env.progress import progress as progress_bar
 
-        batches = tqdm(batches, desc="encoding dialogs", unit="batch", file=sys.stderr)
+        batches = progress_bar(batches, desc="encoding dialogs", unit="batch")
     vectors = []
     with torch.no_grad():
         for t, start in batches:

@@ -26,11 +26,10 @@ from chatir_env.config import ConfigError  # noqa: E402
 from chatir_env.data.chatir_files import DIALOG_FILES, SEARCH_SPACE_FILE  # noqa: E402
 from chatir_env.dialog import Dialog  # noqa: E402
 from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
-from chatir_env.train.retriever import train_retriever  # noqa: E402
+from chatir_env.train.retriever import contrastive_loss, train_retriever  # noqa: E402
 from chatir_env.train.train_retriever import main as train_main  # noqa: E402
 from chatir_env.train.visdial_retriever import (  # noqa: E402
     VisDialDialogSampler,
-    batch_loss,
     build_visdial_training,
     coco2014_image_id,
     query_text,
@@ -38,6 +37,13 @@ from chatir_env.train.visdial_retriever import (  # noqa: E402
 from test_hf_models import noise_images, tiny_blip  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def batch_loss(model, rows, dialogs) -> float:
+    """The training loss on one fixed batch."""
+    with torch.no_grad():
+        loss, _ = contrastive_loss(model.dialog_features(dialogs), model.image_features(rows), model.logit_scale)
+    return float(loss)
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = 64

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 
 TRAINERS = {
     "retriever": ("chatir_env.train.train_retriever", "dialog-retrieval encoder (Shapes dual encoder or BLIP text side)"),
@@ -15,26 +16,48 @@ TRAINERS = {
     "grpo": ("chatir_env.train.grpo", "language-model questioner with TRL GRPO"),
 }
 
+# Trainers that read the bookkeeping keys _command (recorded beside checkpoints) and _overrides (which
+# --set option to blame for a bad field) besides _path.
+RECORDS_COMMAND = {"retriever", "ppo"}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=sorted(TRAINERS), help="; ".join(f"{k}: {v[1]}" for k, v in TRAINERS.items()))
-    parser.add_argument("--config", required=True, help="YAML config (a path, or the name of a packaged config)")
+    parser.add_argument("--config", help="YAML config (a path, or the name of a packaged config); required unless --fields")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the number of training steps (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a top-level config field (repeatable), e.g. --set reward=rank_delta")
+                        help="override a config field (repeatable; a dotted key reaches into a section, e.g. "
+                             "--set reward=rank_delta --set world_kwargs.answer_noise=0.1); values are read as YAML")
+    parser.add_argument("--fields", action="store_true",
+                        help="list the config's fields (default and meaning of each) and exit")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command as given, with every option that changes the run, to be recorded beside its results."""
+    words = ["chatir", "train", args.what, "--config", str(args.config)]
+    for item in args.set:
+        words += ["--set", item]
+    words += ["--steps", str(args.steps)] if args.steps else []
+    words += ["--out-dir", args.out_dir] if args.out_dir else []
+    return shlex.join(words)
 
 
 def run(args: argparse.Namespace) -> int:
-    from chatir_env.config import load_config
+    from chatir_env.config import ConfigError, apply_overrides, load_config, parse_key_values, schema_help
 
-    import yaml
-
-    config = load_config(args.config)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set must look like KEY=VALUE, got {item!r}")
-        config[key] = yaml.safe_load(value)
     module = importlib.import_module(TRAINERS[args.what][0])
+    if args.fields:
+        schemas = getattr(module, "CONFIG_SCHEMAS", None)
+        if not schemas:
+            raise ConfigError(f"--fields: the {args.what} trainer's config is described in its module's docstring")
+        for title, schema in schemas.items():
+            print(f"{title}:\n" + "\n".join("  " + line for line in schema_help(schema)))
+        return 0
+    if not args.config:
+        raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
+    config = apply_overrides(load_config(args.config), parse_key_values(args.set, option="--set"))
+    config["_command"] = command_line(args)
+    if args.what not in RECORDS_COMMAND:  # its own config check knows no bookkeeping key but _path
+        config = {k: v for k, v in config.items() if k == "_path" or not k.startswith("_")}
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0

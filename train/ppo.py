@@ -9,64 +9,154 @@
    entropy over the top candidates, candidate score profile), actions masked to unasked questions.
 4. Every ``eval_every`` steps: play the validation targets with the current policy, log Hits@10 at
    rounds 5 and 10, mean rank and BRI to TensorBoard, keep ``best.zip``, save ``last.zip``.
-5. Rerunning the same command resumes from ``last.zip``.
+5. Rerunning the same command resumes from ``last.zip``. Each run of the command is a segment: its
+   validation rows carry its number, their ``minutes`` count wall time across segments, and every
+   checkpoint (``last.zip``, ``best.zip``, ``final.zip``) has a ``.json`` beside it naming the command
+   that wrote it (with its ``--set``, ``--steps`` and ``--out-dir``), the segment and the wall time.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from ..agents.policy import PolicyQuestioner
-from ..config import ConfigError, dataclass_from
+from ..atomic import atomic_write, atomic_write_json
+from ..config import Schema, check_name, validate
 from ..eval.runner import play_episodes
 from ..metrics import bri, hits_at_k
+from ..progress import progress
+from ..rewards import REWARDS
 from ..sb3_vec_env import PooledVecEnv
-from ..worlds import build_world
+from ..worlds import build_world, check_world_args, world_names
+
+# World arguments the trainer sets itself: the train split for training, held-out targets for validation.
+RESERVED_WORLD_ARGS = ("split", "num_targets", "target_set")
 
 
-@dataclass
-class PPOConfig:
-    world: str = "shapes_oracle"
-    world_kwargs: dict = field(default_factory=dict)
-    reward: str = "log_rank_delta"
-    hit_bonus: float = 0.0
-    max_rounds: int = 10
-    num_envs: int = 64
-    total_timesteps: int = 200_000
-    n_steps: int = 20                 # rollout length per env (two whole episodes)
-    batch_size: int = 640
-    n_epochs: int = 4
-    learning_rate: float = 3e-4
-    gamma: float = 0.9
-    gae_lambda: float = 0.95
-    ent_coef: float = 0.01
-    clip_range: float = 0.2
-    net_arch: list = field(default_factory=lambda: [256, 256])
-    top_k: int = 50
-    eval_every: int = 20_000
-    eval_targets: int = 500
-    select_by: str = "bri"            # best.zip by validation BRI (lower is better), or "hits@10_round5"
-    seed: int = 0
-    threads: int = 1
-    out_dir: str = "runs/ppo_shapes"
+class PPOConfig(Schema):
+    """``chatir train ppo``: one field per line of the YAML config (``--set KEY=VALUE`` overrides one)."""
+
+    world: str = Field("shapes_oracle", description="registered world to train in (its train split)")
+    world_kwargs: dict[str, Any] = Field(default_factory=dict, description="the world's keyword arguments (`chatir worlds`), "
+                                         "except split, num_targets and target_set, which the trainer sets")
+    reward: str = Field("log_rank_delta", description="per-round reward (chatir_env.rewards)")
+    hit_bonus: float = Field(0.0, ge=0, description="added on the round the target first enters the top 10")
+    max_rounds: int = Field(10, ge=1, description="questions per episode")
+    num_envs: int = Field(64, ge=1, description="episodes stepped as one batch")
+    total_timesteps: int = Field(200_000, ge=1, description="env steps in all (a resumed run continues to this count)")
+    n_steps: int = Field(20, ge=1, description="rollout length per env (20: two whole episodes)")
+    batch_size: int = Field(640, ge=2, description="PPO minibatch size")
+    n_epochs: int = Field(4, ge=1, description="PPO epochs per rollout")
+    learning_rate: float = Field(3e-4, gt=0, description="Adam learning rate")
+    gamma: float = Field(0.9, ge=0, le=1, description="discount factor")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    ent_coef: float = Field(0.01, ge=0, description="entropy bonus coefficient")
+    clip_range: float = Field(0.2, gt=0, description="PPO clip range")
+    net_arch: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1,
+                                        description="hidden layer sizes of the policy and value networks")
+    top_k: int = Field(50, ge=1, description="candidates whose answers make the observation's answer-entropy features")
+    eval_every: int = Field(20_000, ge=1, description="env steps between validations")
+    eval_targets: int = Field(500, ge=1, description="held-out validation targets (disjoint from the benchmark's)")
+    select_by: Literal["bri", "hits@10_round5"] = Field("bri", description="best.zip by validation BRI (lower is better) "
+                                                        "or by Hits@10 at round 5")
+    seed: int = Field(0, ge=0, description="seed of the policy and the episodes")
+    threads: int = Field(1, ge=1, description="torch threads (one: OpenMP spinning on a busy machine costs more "
+                                                   "than it gives)")
+    out_dir: str = Field("runs/ppo_shapes", description="run folder: checkpoints, validation.json, TensorBoard logs")
+
+    @field_validator("world")
+    @classmethod
+    def _world_exists(cls, world: str) -> str:
+        return check_name("world", world, world_names())
+
+    @field_validator("world_kwargs")
+    @classmethod
+    def _world_args_exist(cls, kwargs: dict, info: ValidationInfo) -> dict:
+        if "world" in info.data:  # else the world itself was refused
+            check_world_args(info.data["world"], kwargs, reserved=RESERVED_WORLD_ARGS)
+        return kwargs
+
+    @field_validator("reward")
+    @classmethod
+    def _reward_exists(cls, reward: str) -> str:
+        return check_name("reward", reward, REWARDS)
+
+
+CONFIG_SCHEMAS = {"ppo config": PPOConfig}  # for `chatir train ppo --fields`
+
+
+def command_line(config: dict, out_dir: str | None, steps: int | None) -> str:
+    """The command that runs ``config``: ``config["_command"]`` as the CLI recorded it, else rebuilt."""
+    if config.get("_command"):
+        return str(config["_command"])
+    words = ["chatir", "train", "ppo", "--config", str(config.get("_path", "<config>"))]
+    for origin in (config.get("_overrides") or {}).values():
+        option, _, item = origin.partition(" ")
+        words += [option, item]
+    words += ["--steps", str(steps)] if steps else []
+    words += ["--out-dir", out_dir] if out_dir else []
+    return shlex.join(words)
+
+
+class RunClock:
+    """Wall time across the segments of a run (each resume is a new segment), read from ``last.json``."""
+
+    def __init__(self, out: Path, command: str):
+        previous = json.loads((out / "last.json").read_text()) if (out / "last.json").exists() else {}
+        history = json.loads((out / "validation.json").read_text()) if (out / "validation.json").exists() else []
+        # A run from before segments were recorded: its history is segment 1 and its minutes the time spent.
+        self.segment = 1 + max([previous.get("segment", 0)] + [h.get("segment", 1) for h in history])
+        self.offset = max([previous.get("wall_seconds", 0.0)] + [60 * h.get("minutes", 0.0) for h in history])
+        self.command = command
+        self.segments = previous.get("segments", []) + [{"segment": self.segment, "command": command}]
+        self.start = time.time()
+
+    def seconds(self) -> float:
+        return self.offset + time.time() - self.start
+
+    def save(self, model: MaskablePPO, path: Path, **extra: Any) -> None:
+        """``model`` to ``path`` (a .zip), and ``path.with_suffix(".json")``: the command, segment and time."""
+        atomic_write(path, lambda tmp: model.save(tmp))
+        atomic_write_json(path.with_suffix(".json"), {
+            "command": self.command, "segment": self.segment, "timesteps": int(model.num_timesteps),
+            "wall_seconds": round(self.seconds(), 1), "segments": self.segments, **extra,
+        })
+
+
+class ProgressCallback(BaseCallback):
+    """Env steps on a progress bar (periodic lines when stderr is not a terminal)."""
+
+    def _on_training_start(self) -> None:
+        self.bar = progress(total=self.locals["total_timesteps"], initial=self.model.num_timesteps, desc="ppo", unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
 
 
 class ValidationCallback(BaseCallback):
     """Plays the validation targets with the current policy; logs, keeps the best and the last model."""
 
-    def __init__(self, world, cfg: PPOConfig, out: Path, start_time: float):
+    def __init__(self, world, cfg: PPOConfig, out: Path, clock: RunClock):
         super().__init__()
-        self.world, self.cfg, self.out, self.t0 = world, cfg, out, start_time
+        self.world, self.cfg, self.out, self.clock = world, cfg, out, clock
         history = out / "validation.json"
         self.history = json.loads(history.read_text()) if history.exists() else []  # resumed runs keep theirs
         self.best = min((h["score"] for h in self.history), default=float("inf"))
+        best = out / "best.json"
+        self.best_command = json.loads(best.read_text())["command"] if best.exists() else None
         self.next_eval = cfg.eval_every
 
     def _on_training_start(self) -> None:
@@ -79,7 +169,9 @@ class ValidationCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
-        self.validate()
+        last = self.history[-1] if self.history else {}
+        if (last.get("segment"), last.get("timesteps")) != (self.clock.segment, self.num_timesteps):
+            self.validate()  # unless the periodic validation just ran at this very step
 
     def validate(self) -> None:
         questioner = PolicyQuestioner(self.model)
@@ -87,8 +179,9 @@ class ValidationCallback(BaseCallback):
         record = play_episodes(self.world, questioner, max_rounds=self.cfg.max_rounds, progress=False)
         hits = hits_at_k(record.ranks)
         row = {
+            "segment": self.clock.segment,
             "timesteps": int(self.num_timesteps),
-            "minutes": round((time.time() - self.t0) / 60, 2),
+            "minutes": round(self.clock.seconds() / 60, 2),  # wall time since the run's first segment started
             "hits@10_round5": float(hits[min(5, self.cfg.max_rounds)]),
             "hits@10_round10": float(hits[-1]),
             "mean_rank_final": float(record.ranks[-1].mean()),
@@ -98,30 +191,39 @@ class ValidationCallback(BaseCallback):
         for key in ("hits@10_round5", "hits@10_round10", "mean_rank_final", "bri"):
             self.logger.record(f"validation/{key}", row[key])
         self.history.append(row)
-        self.model.save(str(self.out / "last.zip"))
+        self.clock.save(self.model, self.out / "last.zip", validation=row)
         if row["score"] < self.best:
             self.best = row["score"]
-            self.model.save(str(self.out / "best.zip"))
-            # The policy alone (no optimiser state): what a questioner needs, a third of the size.
-            self.model.policy.save(str(self.out / "best_policy.pt"))
             row["best"] = True
-        (self.out / "validation.json").write_text(json.dumps(self.history, indent=2))
+            self.clock.save(self.model, self.out / "best.zip", validation=row)
+            self.best_command = self.clock.command
+            # The policy alone (no optimiser state): what a questioner needs, a third of the size.
+            atomic_write(self.out / "best_policy.pt", lambda tmp: self.model.policy.save(tmp))
+        atomic_write_json(self.out / "validation.json", self.history)
+        if row.get("best"):
+            atomic_write_json(self.out / "best_policy.json", self.provenance())
+
+    def provenance(self) -> dict:
+        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from:
+        the command that trained it, every segment's command, the config and the validation history."""
+        return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
+                "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,
+                "wall_seconds": round(self.clock.seconds(), 1), "validation": self.history}
         print(json.dumps(row))
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
-    where = config.get("_path", "config")
-    cfg = dataclass_from(PPOConfig, {k: v for k, v in config.items() if not k.startswith("_")}, where)
+    cfg = validate(PPOConfig, config)
+    command = command_line(config, out_dir, steps)
     if out_dir:
         cfg.out_dir = out_dir
     if steps:
         cfg.total_timesteps = steps
-    if cfg.select_by not in ("bri", "hits@10_round5"):
-        raise ConfigError(f"{where}: select_by must be 'bri' or 'hits@10_round5', got {cfg.select_by!r}")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    atomic_write_json(out / "config.json", cfg.model_dump())
     torch.set_num_threads(cfg.threads)  # one thread: OpenMP spinning on a busy 2-core box costs more than it gives
+    clock = RunClock(out, command)
 
     # 1. worlds: train on the train split, select on held-out validation targets
     train_world = build_world(cfg.world, split="train", num_targets=None, **cfg.world_kwargs)
@@ -134,7 +236,7 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
     last = out / "last.zip"
     if last.exists():
         model = MaskablePPO.load(str(last), env=venv, device="cpu", tensorboard_log=str(out / "tb"))
-        print(f"resuming from {last} at {model.num_timesteps} timesteps")
+        print(f"resuming from {last} at {model.num_timesteps} timesteps (segment {clock.segment})")
     else:
         model = MaskablePPO(
             "MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
@@ -144,21 +246,16 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
         )
 
     # 4. train, validating as we go
-    callback = ValidationCallback(val_world, cfg, out, time.time())
+    callback = ValidationCallback(val_world, cfg, out, clock)
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
         try:
-            model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=True, tb_log_name="ppo")
+            model.learn(remaining, callback=[ProgressCallback(), callback], reset_num_timesteps=False, tb_log_name="ppo")
         except KeyboardInterrupt:
-            model.save(str(last))
+            clock.save(model, last)
             print(f"\ninterrupted at {model.num_timesteps} timesteps; saved {last}; rerun to resume")
             raise
-    model.save(str(out / "final.zip"))
-    # Provenance next to the exported policy, so a shipped copy says where it came from.
-    (out / "best_policy.json").write_text(json.dumps({
-        "command": f"chatir train ppo --config {config.get('_path', '<config>')}",
-        "world": cfg.world, "config": asdict(cfg), "selected": f"best validation {cfg.select_by}",
-        "validation": callback.history,
-    }, indent=2))
+    clock.save(model, out / "final.zip")
+    atomic_write_json(out / "best_policy.json", callback.provenance())  # with the whole validation history
     print(f"best policy: {out / 'best_policy.pt'} (full checkpoint {out / 'best.zip'})")
     return 0

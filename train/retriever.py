@@ -16,45 +16,38 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+from pydantic import Field
 
+from ..atomic import atomic_write, atomic_write_json
+from ..config import Schema
 from ..dialog import Dialog
+from ..progress import progress
 
 
-@dataclass
-class RetrieverTrainConfig:
-    steps: int = 10_000
-    batch_size: int = 256
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    lr_decay: float = 0.5          # the learning rate is multiplied by this every ``decay_every`` steps
-    decay_every: int = 2_000
-    max_logit_scale: float = 100.0
-    grad_clip: float = 1.0
-    eval_every: int = 500
-    checkpoint_every: int = 250
-    seed: int = 0
-    threads: int = 0               # torch threads (0: leave torch's default)
-    out_dir: str = "runs/retriever"
-    extra: dict = field(default_factory=dict)
+class RetrieverTrainConfig(Schema):
+    """The trainer's settings: the ``train:`` section of a retriever config."""
 
-
-class DialogRetrievalModel(Protocol):
-    logit_scale: nn.Parameter
-
-    def image_features(self, images: Any) -> torch.Tensor: ...
-
-    def dialog_features(self, dialogs: Sequence[Dialog]) -> torch.Tensor: ...
+    steps: int = Field(10_000, ge=1, description="optimiser steps in all (a resumed run continues to this count)")
+    batch_size: int = Field(256, ge=2, description="dialogs per step; the other rows of a batch are each row's negatives")
+    lr: float = Field(5e-5, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(100, ge=0, description="steps of linear learning-rate warm-up")
+    lr_decay: float = Field(0.5, gt=0, le=1, description="the learning rate is multiplied by this every decay_every steps")
+    decay_every: int = Field(2_000, ge=1, description="steps per lr_decay factor (applied smoothly)")
+    max_logit_scale: float = Field(100.0, gt=1, description="upper bound of the learned inverse temperature")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
+    eval_every: int = Field(500, ge=1, description="steps between evaluations on held-out data")
+    checkpoint_every: int = Field(250, ge=1, description="steps between checkpoints (checkpoint.pt, for resuming)")
+    seed: int = Field(0, ge=0, description="seed of the batches and of torch")
+    threads: int = Field(0, ge=0, description="torch threads (0: leave torch's default)")
+    out_dir: str = Field("runs/retriever", description="run folder: checkpoint, TensorBoard logs, history, config")
 
 
 def contrastive_loss(dialog_vectors: torch.Tensor, image_vectors: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,12 +62,6 @@ def contrastive_loss(dialog_vectors: torch.Tensor, image_vectors: torch.Tensor, 
 def _lr_factor(cfg: RetrieverTrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     return warm * cfg.lr_decay ** (step / max(1, cfg.decay_every))
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_retriever(
@@ -93,7 +80,7 @@ def train_retriever(
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    atomic_write_json(out / "config.json", cfg.model_dump())
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -111,16 +98,14 @@ def train_retriever(
         print(f"resuming from {checkpoint} at step {start}")
 
     def save(step: int) -> None:
-        _atomic_torch_save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "step": step, "history": history},
-            checkpoint,
-        )
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "step": step, "history": history}
+        atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
 
     writer = SummaryWriter(str(out / "tb"))
     model.train()
     last_eval: dict = history[-1] if history else {}
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="retriever", dynamic_ncols=True)
+    bar = progress(range(start, cfg.steps), initial=start, total=cfg.steps, desc="retriever")
     t0 = time.time()
     completed = start
     try:
@@ -148,7 +133,7 @@ def train_retriever(
                 for key, value in last_eval.items():
                     if key not in ("step", "seconds"):
                         writer.add_scalar(f"eval/{key}", value, done)
-                tqdm.write(json.dumps(last_eval))
+                bar.write(json.dumps(last_eval))
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save(done)
     except KeyboardInterrupt:
@@ -158,5 +143,5 @@ def train_retriever(
         raise
     writer.close()
     model.eval()
-    (out / "history.json").write_text(json.dumps(history, indent=2))
+    atomic_write_json(out / "history.json", history)
     return last_eval

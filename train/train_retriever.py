@@ -3,16 +3,54 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from safetensors.torch import save_file
 
-from ..config import ConfigError, dataclass_from
+from ..atomic import atomic_write, atomic_write_json
+from ..config import Schema, UnknownNameError, validate
 from .retriever import RetrieverTrainConfig, train_retriever
+from .visdial_retriever import VisDialRetrieverConfig, train_visdial
+
+WORLDS = ("shapes", "visdial")
+
+
+class ShapesModelSection(Schema):
+    """The Shapes dual encoder's size (``ShapesDualEncoder``'s arguments)."""
+
+    dim: int = Field(256, ge=1, description="embedding dimension shared by the image and dialog towers")
+    image_size: int = Field(36, ge=12, description="rendered scene size in pixels")
+    cnn_width: int = Field(32, ge=1, description="channels of the image tower's CNN")
+    text_width: int = Field(96, ge=1, description="width of the dialog tower's transformer")
+
+
+class ShapesDataSection(Schema):
+    """How training batches are drawn (``ShapesDialogSampler``'s arguments)."""
+
+    batch_size: int = Field(256, ge=2, multiple_of=2,
+                            description="dialogs per batch: half anchors, half their one-change twins")
+    num_scenes: int = Field(200_000, ge=10, description="training scenes (drawn from the train split's generator)")
+    answer_noise: float = Field(0.0, ge=0, le=1,
+                                description="probability that the oracle's answer is replaced by a random one")
+    caption_mask: float = Field(0.0, ge=0, le=1, description="probability that a dialog with turns loses its caption")
+    max_rounds: int = Field(10, ge=0, description="dialogs are cut at a round drawn uniformly from 0..max_rounds")
+
+
+class ShapesRetrieverConfig(Schema):
+    """``chatir train retriever`` with ``world: shapes``: the Shapes dual encoder."""
+
+    world: Literal["shapes"] = Field("shapes", description="the Shapes world")
+    model: ShapesModelSection = Field(default_factory=ShapesModelSection, description="the encoder's size")
+    data: ShapesDataSection = Field(default_factory=ShapesDataSection, description="training batches")
+    train: RetrieverTrainConfig = Field(default_factory=RetrieverTrainConfig, description="the trainer")
+    export: str | None = Field(None, description="write the trained encoder to EXPORT.safetensors and EXPORT.json "
+                                                 "(with --out-dir: <out_dir>/shapes_dual instead)")
+
+
+CONFIG_SCHEMAS = {"world: shapes": ShapesRetrieverConfig, "world: visdial": VisDialRetrieverConfig}  # for --fields
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
@@ -20,49 +58,40 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
     if world == "shapes":
         return train_shapes(config, out_dir, steps)
     if world == "visdial":
-        from .visdial_retriever import train_visdial  # the BLIP text side (see configs/retriever_visdial_blip.yaml)
-
-        return train_visdial(config, out_dir, steps)
-    raise ConfigError(f"{config.get('_path')}: field 'world' must be 'shapes' or 'visdial', got {world!r}")
+        return train_visdial(config, out_dir, steps)  # the BLIP text side (see configs/retriever_visdial_blip.yaml)
+    raise UnknownNameError("retriever world", world, WORLDS, where=f"{config.get('_path', 'config')}: world")
 
 
 def train_shapes(config: dict, out_dir: str | None, steps: int | None) -> int:
     from ..worlds.shapes_retrievers import ShapesDualEncoder, state_dict_digest
     from ..worlds.shapes_training import ShapesDialogSampler, ShapesRetrievalProbe
 
-    where = config.get("_path", "config")
-    train_cfg = dataclass_from(RetrieverTrainConfig, config.get("train"), f"{where}: train")
+    cfg = validate(ShapesRetrieverConfig, config)
+    train_cfg = cfg.train
     if out_dir:
         train_cfg.out_dir = out_dir
     if steps:
         train_cfg.steps = steps
-    try:
-        model = ShapesDualEncoder(**config.get("model", {}))
-        sampler = ShapesDialogSampler(seed=train_cfg.seed, image_size=model.config["image_size"], **config.get("data", {}))
-    except TypeError as err:
-        raise ConfigError(f"{where}: {err}") from None
+    model = ShapesDualEncoder(**cfg.model.model_dump())
+    sampler = ShapesDialogSampler(seed=train_cfg.seed, image_size=model.config["image_size"], **cfg.data.model_dump())
     probe = ShapesRetrievalProbe(image_size=model.config["image_size"])
     result = train_retriever(model, sampler, train_cfg, evaluate=probe)
     print(json.dumps(result))
-    export = config.get("export")
-    if export:
-        path = Path(export if not out_dir else Path(train_cfg.out_dir) / "shapes_dual")
+    if cfg.export:
+        path = Path(cfg.export if not out_dir else Path(train_cfg.out_dir) / "shapes_dual")
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        tmp = path.with_name(f".{path.name}.tmp.safetensors")
-        save_file(state, str(tmp))
-        os.replace(tmp, path.with_suffix(".safetensors"))
-        os.chmod(path.with_suffix(".safetensors"), 0o644)  # safetensors writes 0600; a shipped file is world-readable
+        atomic_write(path.with_suffix(".safetensors"), lambda tmp: save_file(state, tmp))
         meta = {
             "model": model.config,
             "fingerprint": "shapes-dual-" + state_dict_digest(model),
-            "train": asdict(train_cfg),
-            "data": config.get("data", {}),
-            "command": "chatir train retriever --config " + str(config.get("_path")),
+            "train": train_cfg.model_dump(),
+            "data": cfg.data.model_dump(),
+            "command": config.get("_command") or "chatir train retriever --config " + str(config.get("_path")),
             "probe": result,
             "git": _git_head(),
         }
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        atomic_write_json(path.with_suffix(".json"), meta)
         print(f"wrote {path.with_suffix('.safetensors')}")
     return 0
 

@@ -31,44 +31,60 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from ..config import ConfigError, dataclass_from
+from ..atomic import atomic_write_json
+from ..config import ConfigError, Schema, validate
 from ..dialog import Dialog
 from ..metrics import target_ranks
-from .retriever import RetrieverTrainConfig, contrastive_loss, train_retriever
+from .retriever import RetrieverTrainConfig, train_retriever
 
 ORIGINAL_SUFFIXES = {".ckpt", ".pth", ".pt", ".bin", ".safetensors"}
 
 
-@dataclass
-class VisDialModelConfig:
-    init: str = ""                   # HF dir (BlipForImageTextRetrieval + tokenizer) or an original BLIP checkpoint file
-    tokenizer: str | None = None     # tokenizer dir for an original checkpoint (default: the hub's BLIP tokenizer)
-    device: str | None = None        # None: CUDA when available
-    max_length: int = 200            # dialog tokens kept, as ChatIR
-    image_batch_size: int = 64       # images per forward pass when caching features
+class VisDialModelConfig(Schema):
+    """The BLIP model whose text side is trained: the ``model:`` section."""
+
+    init: str = Field("", description="HF dir (BlipForImageTextRetrieval + tokenizer) or an original BLIP checkpoint file")
+    tokenizer: str | None = Field(None, description="tokenizer dir for an original checkpoint "
+                                                    "(default: the hub's BLIP tokenizer)")
+    device: str | None = Field(None, description="torch device (None: CUDA when available)")
+    max_length: int = Field(200, ge=8, description="dialog tokens kept, as ChatIR")
+    image_batch_size: int = Field(64, ge=1, description="images per forward pass when caching features")
 
 
-@dataclass
-class VisDialDataConfig:
-    train_file: str = ""             # VisDial v1.0 train json, or a ChatIR dialog file (format: chatir)
-    format: str = "visdial"          # "visdial" or "chatir"
-    image_root: str = ""             # folder the image paths are relative to
-    image_id: str = "coco2014"       # VisDial image_id -> path: "coco2014" (train2014/ or val2014/) or a format string
-    val_file: str | None = None      # held-out pairs from another file (same format); else the last `heldout` pairs
-    heldout: int = 2_000
-    limit: int | None = None         # use only the first n dialogs of train_file (smoke runs)
-    max_rounds: int = 10
-    caption_mask: float = 0.2
-    features: str | None = None      # image-feature cache (default: <out_dir>/image_features)
+class VisDialDataConfig(Schema):
+    """The training dialogs and images: the ``data:`` section."""
+
+    train_file: str = Field("", description="VisDial v1.0 train json, or a ChatIR dialog file (format: chatir)")
+    format: Literal["visdial", "chatir"] = Field("visdial", description="the train file's format")
+    image_root: str = Field("", description="folder the image paths are relative to")
+    image_id: str = Field("coco2014", description='VisDial image_id -> path: "coco2014" (train2014/ or val2014/) '
+                                                  "or a format string")
+    val_file: str | None = Field(None, description="held-out pairs from another file (same format); "
+                                                   "else the last `heldout` pairs")
+    heldout: int = Field(2_000, ge=0, description="held-out pairs (from val_file, or cut from the end of train_file)")
+    limit: int | None = Field(None, ge=1, description="use only the first n dialogs of train_file (smoke runs)")
+    max_rounds: int = Field(10, ge=0, description="dialogs are cut at a round drawn uniformly from 0..max_rounds")
+    caption_mask: float = Field(0.2, ge=0, le=1, description="probability that a dialog with turns loses its caption")
+    features: str | None = Field(None, description="image-feature cache (default: <out_dir>/image_features)")
+
+
+class VisDialRetrieverConfig(Schema):
+    """``chatir train retriever`` with ``world: visdial``: BLIP's text side on VisDial dialogs."""
+
+    world: Literal["visdial"] = Field("visdial", description="the paper's setting")
+    model: VisDialModelConfig = Field(default_factory=VisDialModelConfig, description="the BLIP model")
+    data: VisDialDataConfig = Field(default_factory=VisDialDataConfig, description="training dialogs and images")
+    train: RetrieverTrainConfig = Field(default_factory=RetrieverTrainConfig, description="the trainer")
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -269,9 +285,8 @@ def image_feature_bank(retriever, ids: Sequence[str], image_root: str, path: Pat
 
 def build_visdial_training(config: dict, out_dir: str | None = None, steps: int | None = None) -> VisDialTraining:
     where = config.get("_path", "config")
-    cfg = dataclass_from(RetrieverTrainConfig, config.get("train"), f"{where}: train")
-    model_cfg = dataclass_from(VisDialModelConfig, config.get("model"), f"{where}: model")
-    data = dataclass_from(VisDialDataConfig, config.get("data"), f"{where}: data")
+    run_cfg = validate(VisDialRetrieverConfig, config)
+    cfg, model_cfg, data = run_cfg.train, run_cfg.model, run_cfg.data
     if out_dir:
         cfg.out_dir = out_dir
     if steps:
@@ -312,21 +327,15 @@ def train_visdial(config: dict, out_dir: str | None = None, steps: int | None = 
     out = Path(run.cfg.out_dir)
     run.retriever.model.eval()
     run.retriever.save_pretrained(out / "retriever")
-    payload = {"metrics": result, "train": asdict(run.cfg), "data": config.get("data", {}), "model": config.get("model", {}),
+    payload = {"metrics": result, "train": run.cfg.model_dump(), "data": config.get("data", {}),
+               "model": config.get("model", {}),
                "logit_scale": float(run.model.logit_scale.detach().exp()), "pairs": {"train": len(run.sampler.rows), "heldout": len(run.probe.rows)},
-               "command": "chatir train retriever --config " + str(config.get("_path"))}
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+               "command": config.get("_command") or "chatir train retriever --config " + str(config.get("_path"))}
+    atomic_write_json(out / "metrics.json", payload)
     print(json.dumps(result))
     print(f"wrote {out / 'retriever'}: index the search space with it (`chatir index --retriever blip --model {out / 'retriever'} ...`)")
     return 0
 
 
-def batch_loss(model: BlipTextSide, rows: torch.Tensor, dialogs: Sequence[Dialog]) -> float:
-    """The training loss on one fixed batch (for checks and notebooks)."""
-    with torch.no_grad():
-        loss, _ = contrastive_loss(model.dialog_features(dialogs), model.image_features(rows), model.logit_scale)
-    return float(loss)
-
-
 __all__ = ["train_visdial", "build_visdial_training", "BlipTextSide", "VisDialDialogSampler", "HeldoutProbe",
-           "VisDialModelConfig", "VisDialDataConfig", "coco2014_image_id", "query_text", "batch_loss"]
+           "VisDialModelConfig", "VisDialDataConfig", "VisDialRetrieverConfig", "coco2014_image_id", "query_text"]

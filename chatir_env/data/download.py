@@ -14,11 +14,12 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..atomic import atomic_write
 
 REPO = "levymsn/ChatIR"
 COMMIT = "c62600c90a2260c8cca44c5fb6b37bc3df53c43f"
@@ -69,12 +70,11 @@ def fetch_file(spec: ReleaseFile, data_dir: Path, *, base_url: str = BASE_URL, t
     """Download one file atomically and check its size and checksum; returns its path."""
     url = base_url.rstrip("/") + "/" + spec.path
     dest = data_dir / spec.name
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.name}.", suffix=".part", dir=data_dir)
-    tmp = Path(tmp_name)
-    try:
+
+    def fetch(tmp: str) -> None:
         digest, size = hashlib.sha256(), 0
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 while block := response.read(1 << 16):
                     if size + len(block) > spec.size:
                         raise DownloadError(f"{url}: more than the expected {spec.size} bytes; not the released file")
@@ -87,10 +87,9 @@ def fetch_file(spec: ReleaseFile, data_dir: Path, *, base_url: str = BASE_URL, t
             raise DownloadError(f"{url}: got {size} bytes, expected {spec.size} (cut short?)")
         if digest.hexdigest() != spec.sha256:
             raise DownloadError(f"{url}: SHA-256 {digest.hexdigest()} does not match the release ({spec.sha256})")
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, fetch)  # checked before the rename: a release name never holds a partial or altered file
+    return dest
 
 
 def download(

@@ -48,16 +48,10 @@ class IndexLockedError(RuntimeError):
 
 
 def parse_retriever_args(pairs: Iterable[str] | None) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--retriever-arg must look like key=value, got {pair!r}")
-        try:
-            kwargs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            kwargs[key] = value
-    return kwargs
+    """``--retriever-arg KEY=VALUE`` options as keyword arguments (``chatir_env.config.parse_key_values``)."""
+    from ..config import parse_key_values
+
+    return parse_key_values(pairs, option="--retriever-arg")
 
 
 def load_retriever(spec: str, *, model: str | None = None, device: str | None = None, **kwargs: Any):
@@ -216,10 +210,9 @@ def build_index(
 
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from ..progress import progress as progress_bar
 
-            bar = tqdm(total=known_total, initial=len(done), unit="img",
-                       desc=f"indexing {paths['tensor'].name}", file=sys.stderr)
+            bar = progress_bar(total=known_total, initial=len(done), unit="img", desc=f"indexing {paths['tensor'].name}")
 
         pending_ids: list[str] = []
         pending: list[torch.Tensor] = []

@@ -1,7 +1,7 @@
 """Worlds: the settings an env runs in. Importing this package registers the built-in ones."""
 
-from .base import World, build_world, register_world
+from .base import World, build_world, check_world_args, register_world, world_names, world_parameters
 from . import shapes  # noqa: F401  (registers "shapes" and "shapes_oracle")
 from . import visdial  # noqa: F401  (registers "visdial" and "visdial_replay")
 
-__all__ = ["World", "build_world", "register_world"]
+__all__ = ["World", "build_world", "check_world_args", "register_world", "world_names", "world_parameters"]

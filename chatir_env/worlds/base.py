@@ -6,6 +6,7 @@ their captions. Envs are views over a world; worlds are built once per process a
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -59,8 +60,63 @@ def register_world(name: str, builder: WorldBuilder) -> None:
     _BUILDERS[name] = builder
 
 
-def build_world(name: str, **kwargs) -> World:
-    """Build a registered world by name (``shapes``, ``shapes_oracle``, ``visdial``, ...)."""
+def world_names() -> list[str]:
+    """The registered worlds' names, sorted."""
+    return sorted(_BUILDERS)
+
+
+def world_builder(name: str) -> WorldBuilder:
+    """The function that builds world ``name``.
+
+    Raises:
+        UnknownWorldError: ``name`` is not registered (the message lists the registered worlds).
+    """
+    from ..config import UnknownWorldError
+
     if name not in _BUILDERS:
-        raise KeyError(f"unknown world {name!r}; registered worlds: {', '.join(sorted(_BUILDERS))}")
+        raise UnknownWorldError("world", name, world_names())
+    return _BUILDERS[name]
+
+
+def world_parameters(name: str) -> dict[str, inspect.Parameter] | None:
+    """World ``name``'s keyword arguments by name (None: its builder takes any keyword)."""
+    parameters = inspect.signature(world_builder(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {k: p for k, p in parameters.items() if p.kind in named}
+
+
+def check_world_args(name: str, kwargs: Mapping[str, Any], reserved: Sequence[str] = ()) -> None:
+    """Raise a one-line error for an unknown world or an argument ``name``'s builder does not take.
+
+    Args:
+        name: a registered world name.
+        kwargs: the arguments to check.
+        reserved: arguments the caller sets itself, so not allowed in ``kwargs`` either.
+
+    Raises:
+        UnknownWorldError: ``name`` is not registered.
+        UnknownArgumentError: an argument is not one of the builder's (a TypeError, as Python's own); the
+            message lists the valid ones and suggests the closest.
+    """
+    from ..config import UnknownArgumentError
+
+    parameters = world_parameters(name)
+    if parameters is None:
+        return
+    valid = [k for k in parameters if k not in reserved]
+    for key in kwargs:
+        if key not in valid:
+            raise UnknownArgumentError("argument", key, valid, where=f"world {name!r}")
+
+
+def build_world(name: str, **kwargs) -> World:
+    """Build a registered world by name (``shapes``, ``shapes_oracle``, ``visdial``, ...).
+
+    Raises:
+        UnknownWorldError: ``name`` is not registered.
+        UnknownArgumentError: a keyword the world does not take (see :func:`check_world_args`).
+    """
+    check_world_args(name, kwargs)
     return _BUILDERS[name](**kwargs)

@@ -106,12 +106,30 @@ def build_shapes_world(
     image_size: int = 36,
     target_set: str = "benchmark",
 ) -> World:
-    """A Shapes world. ``retriever``: "learned" (the shipped dual encoder) or "exact".
+    """A Shapes world: ``shapes`` (the learned retriever) or ``shapes_oracle`` (the exact one).
 
-    ``num_targets``: how many of the corpus' scenes episodes draw targets from (None: all of them);
-    the benchmark's 2,064 are a fixed random subset. ``target_set="validation"`` takes the last
-    ``num_targets`` of the same permutation instead: held out from the benchmark's targets, for
-    model selection during training.
+    Args:
+        split: which seeded corpus of scenes: ``"benchmark"`` (the benchmark's corpus and targets) or
+            ``"train"`` (other scenes, for training).
+        retriever: ``"learned"`` (the shipped dual encoder) or ``"exact"`` (the log-likelihood of the
+            dialog under the oracle's answer model).
+        corpus_size: scenes in the corpus (at least 10); the benchmark's is 50,000.
+        num_targets: how many of the corpus' scenes episodes draw targets from (None: all of them); the
+            benchmark's 2,064 are a fixed random subset.
+        answer_noise: probability that the oracle answers a random answer instead of the true one (the
+            exact retriever models the same noise).
+        weights: the learned encoder's weights: a packaged name or a ``.safetensors`` path with its
+            ``.json`` beside it.
+        device: torch device of the retriever and the index.
+        image_size: side in pixels of rendered scenes (contact sheets, ``render``).
+        target_set: ``"benchmark"``, or ``"validation"``: the last ``num_targets`` of the same random
+            order, held out from the benchmark's targets, for model selection during training.
+
+    Returns:
+        The world.
+
+    Raises:
+        ValueError: an unknown ``split``, ``retriever`` or ``target_set``, or a corpus under 10 scenes.
     """
     if target_set not in ("benchmark", "validation"):
         raise ValueError(f"target_set must be 'benchmark' or 'validation', got {target_set!r}")

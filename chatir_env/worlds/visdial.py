@@ -341,7 +341,10 @@ def build_visdial_world(
         image_root: the folder holding COCO's ``unlabeled2017/`` (the targets' images).
         device, dtype: for both models (``None``: CUDA when available; ``float16`` on a GPU).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
+        retriever_args: further keyword arguments of the retriever's loader.
         answerer: a ready answerer instead of BLIP2 (then no BLIP2 weights are needed).
+        answer_batch_size: questions BLIP2 answers in one batch.
+        prompt: BLIP2's prompt template (None: the answerer's default, ChatIR's).
         num_targets: the first n of the 2,064 targets (None: all).
         missing_targets: ``"error"`` (default) or ``"skip"`` for targets the index lacks.
     """
@@ -398,9 +401,24 @@ def build_visdial_replay_world(
     ``pool_padding="repeat"`` fills every pool to ``max_pool`` by repeating its questions from the
     start instead, so that every action of ``Discrete(max_pool)`` is a question (what agents and
     checkers that ignore action masks, such as SB3's ``check_env``, need); a repeat gets the same
-    answer again. A question outside the pool is answered "i don't know" (``on_unknown="error"``
-    raises instead). ``files``: the recorded files, in priority order. Other arguments as
-    :func:`build_visdial_world`; ``image_root`` is optional (for viewing only).
+    answer again.
+
+    Args:
+        data_dir: the ChatIR release folder (``chatir download``); default ``$CHATIR_DATA``.
+        index: a ``chatir index`` output over the search space, built by the same retriever.
+        retriever: ``"blip"`` (default), ``"clip"``, an import path ``module:Name``, or a retriever.
+        retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
+            directory or hub id; an import path: passed to its ``from_pretrained``.
+        image_root: the folder holding COCO's ``unlabeled2017/`` (optional: for viewing only).
+        device, dtype: for the retriever (``None``: CUDA when available; ``float16`` on a GPU).
+        tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
+        retriever_args: further keyword arguments of the retriever's loader.
+        files: the recorded dialog files whose questions and answers are replayed, in priority order.
+        on_unknown: a question outside the pool is answered "i don't know" (``"fallback"``) or raises
+            (``"error"``).
+        pool_padding: ``"none"``, or ``"repeat"`` to fill every pool to ``max_pool``.
+        num_targets: the first n of the 2,064 targets (None: all).
+        missing_targets: ``"error"`` (default) or ``"skip"`` for targets the index lacks.
     """
     data_dir = resolve_data_dir(data_dir)
     files = tuple(files)
