@@ -57,8 +57,8 @@ def answer_on_ray(spec: AnswererSpec, items: Sequence[WorkItem], args: argparse.
                 import ray.data
 
                 rows = [{"image_id": i.image_id, "question": i.question, "caption": i.caption} for i in todo]
-                # Blocks of a few batches: each finished block is committed soon after it is answered.
-                blocks = max(1, math.ceil(len(rows) / (4 * args.batch_size)))
+                # Blocks of a few batches (at least one per actor): each finished block is committed soon after it is answered.
+                blocks = min(len(rows), max(args.workers, math.ceil(len(rows) / (4 * args.batch_size))))
                 dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
                     AnswerActor,
                     fn_constructor_kwargs={"spec": spec},

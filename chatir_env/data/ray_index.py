@@ -108,7 +108,7 @@ class RayEncodedCorpus:
         try:
             if not todo:
                 return
-            blocks = max(1, math.ceil(len(todo) / (4 * self.batch_size)))
+            blocks = min(len(todo), max(self.workers, math.ceil(len(todo) / (4 * self.batch_size))))
             dataset = ray.data.from_items([{"image_id": i} for i in todo], override_num_blocks=blocks).map_batches(
                 EncodeActor,
                 fn_constructor_kwargs={"spec": self.spec, "loader": self.loader},
