@@ -6,7 +6,6 @@ per second of the answering loop, after the world and (single-process) the model
 ``--ray`` it adds the same tiny BLIP2 on Ray Data with 2 CPU actors; its time includes starting the
 actors and loading the model in each, which a job of millions of answers amortises.
 
-    .venv/bin/python bench/bench_answer.py --out bench/results/answer_cpu.json
     .venv/bin/python bench/bench_answer.py --ray --out bench/results/answer_cpu.json
 
 Tiny BLIP2s answer random tokens: the figures measure the pipeline (image rendering, processor,
@@ -58,10 +57,14 @@ def one_case(name: str, argv: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the results here (JSON)")
-    parser.add_argument("--blip2-answers", type=int, default=256, help="answers per tiny-BLIP2 case")
+    parser.add_argument("--blip2-answers", type=int, default=128, help="answers per tiny-BLIP2 case")
     parser.add_argument("--batch-sizes", default="1,8,32", help="tiny-BLIP2 batch sizes")
     parser.add_argument("--ray", action="store_true", help="also the tiny BLIP2 on Ray Data with 2 CPU actors")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads in this process (default 1: on a shared 2-core machine two spinning threads "
+                             "made a tiny generate 35x slower)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     from chatir_env.answerers.blip2 import Blip2Answerer
     from chatir_env.testing import tiny_blip2

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -103,7 +104,9 @@ class AnswerStoreMismatchError(AnswerStoreError):
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
     # isolation_level=None: transactions are opened explicitly (BEGIN IMMEDIATE) around each batch.
-    connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    # check_same_thread=False: a store may be shared by an env's threads; AnswerStore serialises its calls.
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                 check_same_thread=False)
     connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     return connection
 
@@ -141,8 +144,9 @@ class AnswerStore:
         AnswerStoreError: no store at ``path`` with ``readonly``, a file that is not a store, or
             another schema version (``reason`` says which).
 
-    Use as a context manager, or call :meth:`close`. A store opened in one process reopens its
-    connection by itself in a forked child (SQLite connections must not cross ``fork``).
+    Use as a context manager, or call :meth:`close`. Threads may share a store (its calls are
+    serialised); a store opened in one process reopens its connection by itself in a forked child
+    (SQLite connections must not cross ``fork``).
     """
 
     def __init__(self, path: str | os.PathLike, fingerprint: str, *, readonly: bool = False):
@@ -162,6 +166,7 @@ class AnswerStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection: sqlite3.Connection | None = None
         self._pid = -1
+        self._lock = threading.RLock()
         try:
             self._open()
         except sqlite3.DatabaseError as err:
@@ -213,9 +218,10 @@ class AnswerStore:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        if self._connection is not None and self._pid == os.getpid():
-            self._connection.close()
-        self._connection = None
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
 
     def __enter__(self) -> "AnswerStore":
         return self
@@ -235,28 +241,32 @@ class AnswerStore:
     # --- reading -----------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return int(self.connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+        with self._lock:
+            return int(self.connection.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
         """The stored answer for each ``(image_id, question)`` (questions are normalised), None where absent."""
         normalized = [(str(image_id), normalize_question(question)) for image_id, question in keys]
         found: dict[tuple[str, str], str] = {}
-        connection = self.connection
         unique = list(dict.fromkeys(normalized))
-        for start in range(0, len(unique), _KEYS_PER_QUERY):
-            chunk = unique[start : start + _KEYS_PER_QUERY]
-            values = ",".join("(?, ?)" for _ in chunk)
-            params = [part for key in chunk for part in key]
-            rows = connection.execute(
-                f"SELECT image_id, question, answer FROM answers WHERE (image_id, question) IN (VALUES {values})", params
-            )
-            for image_id, question, answer in rows:
-                found[(image_id, question)] = answer
+        with self._lock:
+            connection = self.connection
+            for start in range(0, len(unique), _KEYS_PER_QUERY):
+                chunk = unique[start : start + _KEYS_PER_QUERY]
+                values = ",".join("(?, ?)" for _ in chunk)
+                params = [part for key in chunk for part in key]
+                rows = connection.execute(
+                    f"SELECT image_id, question, answer FROM answers WHERE (image_id, question) IN (VALUES {values})", params
+                )
+                for image_id, question, answer in rows:
+                    found[(image_id, question)] = answer
         return [found.get(key) for key in normalized]
 
     def items(self) -> list[tuple[str, str, str]]:
         """Every ``(image_id, normalised question, answer)``, sorted (for exports and comparisons)."""
-        return [tuple(row) for row in self.connection.execute("SELECT image_id, question, answer FROM answers ORDER BY image_id, question")]
+        with self._lock:
+            rows = self.connection.execute("SELECT image_id, question, answer FROM answers ORDER BY image_id, question").fetchall()
+        return [tuple(row) for row in rows]
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -281,16 +291,17 @@ class AnswerStore:
             prepared.append((image_id, normalize_question(question), answer))
         if not prepared:
             return 0
-        connection = self.connection
-        before = connection.total_changes
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?)", prepared)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return connection.total_changes - before
+        with self._lock:
+            connection = self.connection
+            before = connection.total_changes
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany("INSERT OR IGNORE INTO answers VALUES (?, ?, ?)", prepared)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return connection.total_changes - before
 
 
 class StoreAnswerer:
