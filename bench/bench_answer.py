@@ -39,7 +39,8 @@ from chatir_env.data.answer_cli import run_answer  # noqa: E402
 def commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout
         return out + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -87,7 +88,8 @@ def main() -> int:
             if args.ray:
                 argv = [*blip_world, "--answerer-model", str(model_dir), "--answerer-arg", "device=cpu",
                         "--answerer-arg", "batch_size=32", "--batch-size", "32", "--limit", str(args.blip2_answers),
-                        "--store", str(tmp / f"{kind}-ray.sqlite"), "--engine", "ray", "--workers", "2", "--worker-cpus", "0.5"]
+                        "--store", str(tmp / f"{kind}-ray.sqlite"),
+                        "--engine", "ray", "--workers", "2", "--worker-cpus", "0.5"]
                 import ray
 
                 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

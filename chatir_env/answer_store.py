@@ -265,7 +265,8 @@ class AnswerStore:
     def items(self) -> list[tuple[str, str, str]]:
         """Every ``(image_id, normalised question, answer)``, sorted (for exports and comparisons)."""
         with self._lock:
-            rows = self.connection.execute("SELECT image_id, question, answer FROM answers ORDER BY image_id, question").fetchall()
+            query = "SELECT image_id, question, answer FROM answers ORDER BY image_id, question"
+            rows = self.connection.execute(query).fetchall()
         return [tuple(row) for row in rows]
 
     # --- writing -----------------------------------------------------------------------------------
@@ -369,7 +370,9 @@ class StoreAnswerer:
             [questions[i] for i in asked],
         )
         if len(generated) != len(asked):
-            raise ValueError(f"{type(self.inner).__name__}.answer returned {len(generated)} answers for {len(asked)} questions")
+            raise ValueError(
+                f"{type(self.inner).__name__}.answer returned {len(generated)} answers for {len(asked)} questions"
+            )
         by_key = {key: str(answer) for key, answer in zip(first_of, generated)}
         self.stats["misses"] += len(asked)
         if not self.store.readonly:

@@ -42,16 +42,18 @@ def test_normalize_question():
 def test_put_get_first_answer_wins_and_persists(tmp_path):
     path = tmp_path / "sub" / "a.sqlite"
     with AnswerStore(path, "fp-a") as store:
-        added = store.put_many([("img1", "Is it sunny?", "yes"), ("img1", "is it  sunny?", "no"), ("img2", "is it sunny?", "no")])
+        added = store.put_many([("img1", "Is it sunny?", "yes"), ("img1", "is it  sunny?", "no"),
+                                ("img2", "is it sunny?", "no")])
         assert added == 2  # the second row repeats the first row's key
         assert store.put_many([("img2", "IS IT SUNNY?", "maybe"), ("img2", "how many dogs?", "two")]) == 1
         assert len(store) == 3
-        assert store.get_many([("img1", "is it sunny?"), ("img2", " Is it sunny? "), ("img3", "is it sunny?"), ("img2", "how many dogs?")]) == [
-            "yes", "no", None, "two"]
+        keys = [("img1", "is it sunny?"), ("img2", " Is it sunny? "), ("img3", "is it sunny?"), ("img2", "how many dogs?")]
+        assert store.get_many(keys) == ["yes", "no", None, "two"]
     assert read_fingerprint(path) == "fp-a"
     with AnswerStore(path, "fp-a", readonly=True) as store:
         assert len(store) == 3
-        assert store.items() == [("img1", "is it sunny?", "yes"), ("img2", "how many dogs?", "two"), ("img2", "is it sunny?", "no")]
+        assert store.items() == [("img1", "is it sunny?", "yes"), ("img2", "how many dogs?", "two"),
+                                 ("img2", "is it sunny?", "no")]
 
 
 def test_get_many_spans_query_chunks(tmp_path):
@@ -144,7 +146,8 @@ def test_store_answerer_hits_and_one_batched_write_through(tmp_path):
     inner = CountingAnswerer()
     answerer = StoreAnswerer(store, inner)
     dialogs = [Dialog("c")] * 4
-    answers = answerer.answer(["img1", "img1", "img2", "img2"], dialogs, ["Is it sunny?", "how many?", "how many?", "How  many?"])
+    questions = ["Is it sunny?", "how many?", "how many?", "How  many?"]
+    answers = answerer.answer(["img1", "img1", "img2", "img2"], dialogs, questions)
     assert answers == ["no", "how many? about img1", "how many? about img2", "how many? about img2"]
     assert inner.calls == [[("img1", "how many?"), ("img2", "how many?")]]  # one call, each missing key once
     assert answerer.stats == {"hits": 1, "misses": 2, "fallbacks": 0}
@@ -156,7 +159,8 @@ def test_store_answerer_hits_and_one_batched_write_through(tmp_path):
 def test_store_answerer_without_inner(tmp_path):
     store = AnswerStore(tmp_path / "a.sqlite", "fp")
     store.put_many([("img1", "q?", "yes")])
-    assert StoreAnswerer(store, fallback="i don't know").answer(["img1", "img9"], None, ["q?", "q?"]) == ["yes", "i don't know"]
+    answerer = StoreAnswerer(store, fallback="i don't know")
+    assert answerer.answer(["img1", "img9"], None, ["q?", "q?"]) == ["yes", "i don't know"]
     with pytest.raises(AnswerStoreError) as caught:
         StoreAnswerer(store).answer(["img1", "img9", "img8"], None, ["q?", "what is it?", "q?"])
     assert caught.value.reason == "unanswered"
@@ -233,7 +237,8 @@ def test_import_released_dialog_files(tmp_path):
             ("unlabeled2017/b.jpg", "how many cats?", "Answer: two"),  # stored exactly as recorded
         ]
         assert import_dialog_files(store, [first])["Human_BLIP2.json"]["added"] == 0  # re-importing adds nothing
-    human = _write_release(tmp_path / "VisDial_v1.0_queries_val.json", [("unlabeled2017/a.jpg", ["a dog", "is it sunny? yes"])])
+    human = _write_release(tmp_path / "VisDial_v1.0_queries_val.json",
+                           [("unlabeled2017/a.jpg", ["a dog", "is it sunny? yes"])])
     with AnswerStore(tmp_path / "s.sqlite", CHATIR_RELEASE_FINGERPRINT) as store:
         with pytest.raises(AnswerStoreMismatchError, match=VISDIAL_HUMAN_FINGERPRINT):
             import_dialog_files(store, [human])
@@ -361,10 +366,11 @@ def test_killed_answer_job_resumes_to_the_uninterrupted_result(tmp_path):
     subprocess.run([*command, "--store", str(killed)], cwd=REPO, env=env, check=True, capture_output=True)
     subprocess.run([*command, "--store", str(whole)], cwd=REPO, env=env, check=True, capture_output=True)
     fingerprint = read_fingerprint(whole)
-    with AnswerStore(killed, fingerprint, readonly=True) as resumed, AnswerStore(whole, fingerprint, readonly=True) as uninterrupted:
+    with AnswerStore(killed, fingerprint, readonly=True) as resumed:
         rows = resumed.items()
-        assert len(rows) == 363 and len({(r[0], r[1]) for r in rows}) == 363
+    with AnswerStore(whole, fingerprint, readonly=True) as uninterrupted:
         assert rows == uninterrupted.items()
+    assert len(rows) == 363 and len({(r[0], r[1]) for r in rows}) == 363
 
 
 def test_answer_command_with_a_tiny_blip2(tmp_path, capsys):

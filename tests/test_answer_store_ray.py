@@ -33,8 +33,8 @@ def test_ray_answer_equals_single_process(tmp_path, local_ray, capsys):
 
     model_dir = tmp_path / "blip2"
     Blip2Answerer(*tiny_blip2("t5", seed=4), lambda _: None, device="cpu").save_pretrained(model_dir)
-    common = [*SHAPES, "--answerer-model", str(model_dir), "--answerer-arg", "device=cpu", "--answerer-arg", "max_new_tokens=3",
-              "--batch-size", "8", "--limit", "40", "--no-progress"]
+    common = [*SHAPES, "--answerer-model", str(model_dir), "--answerer-arg", "device=cpu",
+              "--answerer-arg", "max_new_tokens=3", "--batch-size", "8", "--limit", "40", "--no-progress"]
     local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
     assert cli_main(["answer", *common, "--store", str(local)]) == 0
     assert cli_main(["answer", *common, "--store", str(distributed), *RAY]) == 0

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from .ray_engine import add_engine_arguments
 
@@ -169,7 +169,7 @@ def answer_batch(answerer: Any, batch: Sequence[WorkItem]) -> list[str]:
 
 
 def write_answers(store: Any, batches: Iterable[tuple[Sequence[WorkItem], Sequence[str]]], total: int,
-                  progress: bool = True, on_commit: Callable[[int], None] | None = None) -> dict[str, Any]:
+                  progress: bool = True) -> dict[str, Any]:
     """Commit each (items, answers) batch as one transaction, with a progress bar; returns counts and rate."""
     bar = None
     if progress and total:
@@ -184,16 +184,17 @@ def write_answers(store: Any, batches: Iterable[tuple[Sequence[WorkItem], Sequen
             answered += len(items)
             if bar is not None:
                 bar.update(len(items))
-            if on_commit is not None:
-                on_commit(answered)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
-    return {"answered": answered, "added": added, "seconds": seconds, "answers_per_s": answered / seconds if seconds > 0 else None}
+    rate = answered / seconds if seconds > 0 else None
+    return {"answered": answered, "added": added, "seconds": seconds, "answers_per_s": rate}
 
 
-def answer_locally(answerer: Any, store: Any, missing: Sequence[WorkItem], batch_size: int, progress: bool = True) -> dict[str, Any]:
+def answer_locally(
+    answerer: Any, store: Any, missing: Sequence[WorkItem], batch_size: int, progress: bool = True
+) -> dict[str, Any]:
     """The single-process path: answer ``missing`` in batches, committing each batch."""
     return write_answers(store, ((batch, answer_batch(answerer, batch)) for batch in batched(missing, batch_size)),
                          len(missing), progress)
@@ -207,13 +208,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--import", dest="import_files", action="append", metavar="FILE",
                         help="import the answers of a released ChatIR dialog file (repeatable; first file wins)")
     parser.add_argument("--world", help="a registered world whose targets and question pools to answer")
-    parser.add_argument("--world-arg", action="append", default=[], metavar="KEY=VALUE", help="a world keyword argument (repeatable)")
-    parser.add_argument("--answerer-model", help="answer with BLIP2 from this HF directory or hub id instead of the world's answerer")
+    parser.add_argument("--world-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="a world keyword argument (repeatable)")
+    parser.add_argument("--answerer-model",
+                        help="answer with BLIP2 from this HF directory or hub id instead of the world's answerer")
     parser.add_argument("--answerer", help="answer with package.module:function(world, **answerer args) instead")
     parser.add_argument("--answerer-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a keyword argument for the answerer, e.g. dtype=bfloat16, batch_size=32 (repeatable)")
-    parser.add_argument("--images", help="with --answerer-model: the folder image ids are relative to (default: the world's images)")
-    parser.add_argument("--batch-size", type=int, default=64, help="questions per batch; each batch is one committed transaction")
+    parser.add_argument("--images",
+                        help="with --answerer-model: the folder image ids are relative to (default: the world's images)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="questions per batch; each batch is one committed transaction")
     parser.add_argument("--limit", type=int, help="answer at most this many missing questions in this run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_arguments(parser)
@@ -235,7 +240,9 @@ def run_import(args: argparse.Namespace) -> int:
 
     kinds = {release_fingerprint(path) for path in args.import_files}
     if len(kinds) > 1:
-        raise ValueError("VisDial's human-answered queries and BLIP2-answered dialog files go to separate stores; import them separately")
+        raise ValueError(
+            "VisDial's human-answered queries and BLIP2-answered dialog files go to separate stores; import them separately"
+        )
     with AnswerStore(args.store, kinds.pop()) as store:
         report = import_dialog_files(store, args.import_files)
         for name, counts in report.items():
@@ -271,9 +278,9 @@ def run_answer(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(path: str, stats: dict[str, Any]) -> None:
     rate = f", {stats['answers_per_s']:.1f} answers/s" if stats.get("answers_per_s") else ""
-    print(f"{path}: answered {stats['answered']} of {stats['pairs']} (image, question) pairs in {stats['seconds']:.1f} s{rate}; "
-          f"{stats['already_stored']} were already stored, {stats['left']} left; the store holds {stats['store_size']} answers "
-          f"under {stats['fingerprint']!r}")
+    print(f"{path}: answered {stats['answered']} of {stats['pairs']} (image, question) pairs in {stats['seconds']:.1f} s"
+          f"{rate}; {stats['already_stored']} were already stored, {stats['left']} left; the store holds "
+          f"{stats['store_size']} answers under {stats['fingerprint']!r}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--worker-gpus", type=float,
                        help="with --engine ray: GPUs per actor (default: 1 when the Ray cluster has GPUs, else 0)")
     group.add_argument("--worker-cpus", type=float, default=0.5,
-                       help="with --engine ray: CPUs per actor (default 0.5, so 2 actors fit a 2-core machine beside the read task)")
+                       help="with --engine ray: CPUs per actor (default 0.5: 2 actors fit 2 cores beside the read task)")
     group.add_argument("--ray-address", help="with --engine ray: a running cluster (default: $RAY_ADDRESS, else a local one)")
 
 
@@ -47,7 +47,9 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as err:
-        raise RayNotInstalledError(f"--engine ray needs Ray Data, which is not installed ({err}); install it with: {INSTALL_HINT}") from None
+        raise RayNotInstalledError(
+            f"--engine ray needs Ray Data, which is not installed ({err}); install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 

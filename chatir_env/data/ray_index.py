@@ -29,7 +29,8 @@ from .ray_engine import RaySession, session_from_args
 
 
 def _retriever_spec(args: argparse.Namespace) -> dict[str, Any]:
-    return {"spec": args.retriever, "model": args.model, "device": args.device, "kwargs": parse_retriever_args(args.retriever_arg)}
+    return {"spec": args.retriever, "model": args.model, "device": args.device,
+            "kwargs": parse_retriever_args(args.retriever_arg)}
 
 
 def _build_retriever(spec: dict[str, Any]):
