@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from .ray_engine import add_engine_arguments
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a training set's work list holds millions of these
 class WorkItem:
     """One (image, question) to answer; ``caption`` makes the round-0 dialog the answerer sees."""
 

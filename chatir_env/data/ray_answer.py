@@ -54,12 +54,16 @@ def answer_on_ray(spec: AnswererSpec, items: Sequence[WorkItem], args: argparse.
             todo = missing[: args.limit] if args.limit is not None else missing
             batches: Iterator = iter(())
             if todo:
+                import pyarrow as pa
                 import ray.data
 
-                rows = [{"image_id": i.image_id, "question": i.question, "caption": i.caption} for i in todo]
-                # Blocks of a few batches (at least one per actor): each finished block is committed soon after it is answered.
-                blocks = min(len(rows), max(args.workers, math.ceil(len(rows) / (4 * args.batch_size))))
-                dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+                # Columns, not millions of row dicts; blocks of a few batches (at least one per actor), so each
+                # finished block is committed soon after it is answered.
+                table = pa.table({"image_id": [i.image_id for i in todo], "question": [i.question for i in todo],
+                                  "caption": [i.caption for i in todo]})
+                size = math.ceil(len(todo) / min(len(todo), max(args.workers, math.ceil(len(todo) / (4 * args.batch_size)))))
+                blocks = [table.slice(start, size) for start in range(0, len(todo), size)]
+                dataset = ray.data.from_arrow(blocks).map_batches(
                     AnswerActor,
                     fn_constructor_kwargs={"spec": spec},
                     batch_size=args.batch_size,
