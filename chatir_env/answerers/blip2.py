@@ -15,6 +15,10 @@ placeholders per row before it generates.
 
 Decoding: greedy (``num_beams=1``, ``do_sample=False``), ``max_new_tokens=10``; answers are the
 first line, stripped, lowercased, with a leading ``"answer:"`` removed.
+
+Fingerprint: ``Blip2Answerer.fingerprint`` names what decides an answer (the weights, the model
+config, the dtype, the image preprocessing, the prompt template and the decoding settings), so an
+answer store written by one answerer is never read as another's (``chatir_env.answer_store``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..dialog import Dialog
-from ..retrievers._hf_common import load_image, resolve_device, resolve_dtype
+from ..retrievers._hf_common import load_image, processor_settings, resolve_device, resolve_dtype, weights_fingerprint
 
 __all__ = ["Blip2Answerer", "VQA_PROMPT", "clean_answer", "images_from_root"]
 
@@ -114,6 +118,30 @@ class Blip2Answerer:
         self.image_token_id = int(token_id)
         # Decoder-only models continue the sequence: pad on the left so every prompt ends at the edge.
         tokenizer.padding_side = "left" if self.decoder_only else "right"
+        self._fingerprint: str | None = None
+
+    # Image-processor settings that change the pixels BLIP2 sees.
+    _PROCESSOR_KEYS = ("size", "resample", "do_resize", "do_rescale", "rescale_factor", "do_normalize", "image_mean",
+                       "image_std", "do_convert_rgb")
+    # Bump when the decoding or clean-up rules change what a given model answers.
+    _ANSWER_RULES = "greedy-v1"
+
+    @property
+    def fingerprint(self) -> str:
+        """``"blip2-<16 hex>"``: a digest of the weights (a strided sample of every tensor, as in the
+        retrievers' fingerprints), the model config, the dtype, the image preprocessing, the prompt
+        template, ``max_new_tokens`` and the decoding rules. Batch size and device are left out: they
+        do not change which answer greedy decoding picks. Computed once, on first use."""
+        if self._fingerprint is None:
+            extra = {
+                "dtype": str(self.dtype),
+                "prompt": self.prompt,
+                "max_new_tokens": self.max_new_tokens,
+                "decoding": self._ANSWER_RULES,
+                **processor_settings(self.processor.image_processor, self._PROCESSOR_KEYS),
+            }
+            self._fingerprint = weights_fingerprint("blip2", self.model, self.model.config, extra=extra)
+        return self._fingerprint
 
     @classmethod
     def from_pretrained(

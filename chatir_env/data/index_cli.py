@@ -313,6 +313,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, help="skip images with more pixels than this")
     parser.add_argument("--max-bytes", type=int, help="skip image files larger than this")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .ray_engine import add_engine_arguments
+
+    add_engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -323,7 +326,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         corpus = (ImageCorpus.from_search_space(args.corpus, args.search_space, **limits) if args.search_space
                   else ImageCorpus.from_folder(args.corpus, **limits))
-        retriever = retriever_from_args(args)
+        if getattr(args, "engine", "local") == "ray":  # actors encode; this process still writes the index
+            from .ray_index import ray_index_inputs
+
+            retriever, corpus = ray_index_inputs(args, corpus)
+        else:
+            retriever = retriever_from_args(args)
         index = build_index(retriever, corpus, args.out, args.batch_size, shard_size=args.shard_size,
                             restart=args.restart, overwrite=args.overwrite, progress=not args.no_progress)
     except (DialogFileError, FileNotFoundError, FileExistsError, IndexLockedError, IndexMismatchError, ValueError) as err:

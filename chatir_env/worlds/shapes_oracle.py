@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -20,6 +21,22 @@ class ShapesOracle:
         if not 0.0 <= answer_noise < 1.0:
             raise ValueError(f"answer_noise must be in [0, 1), got {answer_noise}")
         self.table, self.rows, self.answer_noise, self.seed = answer_table, rows, answer_noise, seed
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """``"shapes-oracle-v1-noise<p>-seed<s>-<12 hex>"``: the noise settings and a digest of the scenes'
+        answer table with their ids. Scene ids repeat across corpus sizes (``shapes-train-000001`` is
+        another scene in a 300-scene corpus than in a 50,000-scene one), so the digest, not the ids,
+        tells two corpora apart. With noise, an answer also depends on the round; a store keeps one
+        answer per (scene, question), the one asked first."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for image_id, row in sorted(self.rows.items(), key=lambda item: item[1]):
+                digest.update(image_id.encode() + b"\0")
+            digest.update(np.ascontiguousarray(self.table, dtype=np.int64).tobytes())
+            self._fingerprint = f"shapes-oracle-v1-noise{self.answer_noise:g}-seed{self.seed}-{digest.hexdigest()[:12]}"
+        return self._fingerprint
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         out = []
