@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, dataclass_from
+from ..data.visdial_train import coco2014_image_id, load_visdial_train
 from ..dialog import Dialog
 from ..metrics import target_ranks
 from .retriever import RetrieverTrainConfig, contrastive_loss, train_retriever
@@ -74,29 +74,15 @@ class VisDialDataConfig:
 # --- data ------------------------------------------------------------------------------------------
 
 
-def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[int], str]:
-    """VisDial v1.0 train ``image_id`` -> its COCO 2014 file: ``train2014/COCO_train2014_<12 digits>.jpg``,
-    or the ``val2014/`` one when only that exists (VisDial's train split draws from both)."""
-    root = Path(image_root)
-
-    def to_path(image_id) -> str:
-        number = int(image_id)
-        train = f"train2014/COCO_train2014_{number:012d}.jpg"
-        val = f"val2014/COCO_val2014_{number:012d}.jpg"
-        return val if not (root / train).exists() and (root / val).exists() else train
-
-    return to_path
-
-
 def load_pairs(path: str, data: VisDialDataConfig) -> list[tuple[str, Dialog]]:
-    from ..data.chatir_files import load_dialog_file, load_visdial
+    from ..data.chatir_files import load_dialog_file
 
     if data.format == "chatir":
         return load_dialog_file(path)
     if data.format != "visdial":
         raise ConfigError(f"data.format must be 'visdial' or 'chatir', got {data.format!r}")
     image_id = coco2014_image_id(data.image_root) if data.image_id == "coco2014" else data.image_id
-    return load_visdial(path, image_id=image_id)
+    return load_visdial_train(path, image_id=image_id)
 
 
 def split_pairs(data: VisDialDataConfig) -> tuple[list[tuple[str, Dialog]], list[tuple[str, Dialog]]]:
