@@ -3,7 +3,8 @@
     chatir train ppo --config configs/ppo_shapes.yaml
 
 1. Build the training world (its ``train`` split: other scenes than the benchmark's) and a
-   validation world (benchmark corpus, targets held out from the benchmark's 2,064).
+   validation world (``validation``: Shapes' benchmark corpus with targets held out from the
+   benchmark's 2,064; VisDial train's held-out slice).
 2. Wrap N training episodes in one ``PooledVecEnv`` (one batched step for all of them).
 3. MaskablePPO over a Dict observation (dialog vector, round, asked mask, per-question answer
    entropy over the top candidates, candidate score profile), actions masked to unasked questions.
@@ -52,6 +53,9 @@ class PPOConfig:
     top_k: int = 50
     eval_every: int = 20_000
     eval_targets: int = 500
+    # keyword arguments that turn the world into its validation world (VisDial train: {split: val})
+    validation: dict = field(default_factory=lambda: {"split": "benchmark", "target_set": "validation"})
+    max_pool: int | None = None       # actions; None: the world's config max_pool, else its first target's pool
     select_by: str = "bri"            # best.zip by validation BRI (lower is better), or "hits@10_round5"
     seed: int = 0
     threads: int = 1
@@ -125,10 +129,12 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
 
     # 1. worlds: train on the train split, select on held-out validation targets
     train_world = build_world(cfg.world, split="train", num_targets=None, **cfg.world_kwargs)
-    val_world = build_world(cfg.world, split="benchmark", target_set="validation", num_targets=cfg.eval_targets, **cfg.world_kwargs)
+    val_world = build_world(cfg.world, num_targets=cfg.eval_targets, **{**cfg.world_kwargs, **cfg.validation})
 
     # 2. one batched vector env
-    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, top_k=cfg.top_k, seed=cfg.seed)
+    max_pool = cfg.max_pool or train_world.config.get("max_pool")
+    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, max_pool=max_pool,
+                        top_k=cfg.top_k, seed=cfg.seed)
 
     # 3. the agent (resumed from last.zip when there is one)
     last = out / "last.zip"
