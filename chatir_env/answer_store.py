@@ -17,6 +17,19 @@ def normalize_question(question: str) -> str:
     return " ".join(question.split()).casefold()
 
 
+def read_fingerprint(path: str | os.PathLike) -> str | None:
+    """The fingerprint a store was written under, or None when there is no store at ``path`` yet."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
 class AnswerStore:
     """(image id, normalised question) -> answer, under one answerer fingerprint per file."""
 
