@@ -175,7 +175,7 @@ def test_answer_sources_are_tried_in_the_configured_order(setup, tmp_path):
     target = coco_name(1)
     (own_q, human_a), (second_q, second_a) = setup["asked"][1][0], setup["asked"][1][1]
     _store(tmp_path / "answers.sqlite", [(target, own_q, "stored answer"), (target, "how many people?", "three")])
-    store_kw = {"answer_store": str(tmp_path / "answers.sqlite"), "store_fingerprint": FINGERPRINT, "global_pool": 2}
+    store_kw = {"answer_store": str(tmp_path / "answers.sqlite"), "global_pool": 2}  # read-only: its own fingerprint
     world = build_world("visdial_train_replay", **kw, **store_kw)  # default: store, human, dont_know
     assert world.config["answer_sources"] == ["store", "human", "dont_know"]
     start = [Dialog(world.captions[target])] * 4
@@ -184,6 +184,8 @@ def test_answer_sources_are_tried_in_the_configured_order(setup, tmp_path):
     assert dict(world.answerer.answered_by) == {"store": 2, "human": 1, "dont_know": 1}
     human_first = build_world("visdial_train_replay", **kw, **store_kw, answer_sources=["human", "store"])
     assert human_first.answerer.answer([target] * 3, start[:3], questions[:3]) == [human_a, second_a, "three"]
+    with pytest.raises(ValueError, match="another answerer"):  # a store is read under the answerer that wrote it
+        build_world("visdial_train_replay", **kw, **store_kw, store_fingerprint="another answerer")
     with pytest.raises(UnansweredQuestionError, match="'is the bus red\\?' about 'train2014/COCO_train2014_000000000001.jpg'"):
         human_first.answerer.answer([target], start[:1], ["is the bus red?"])
 
@@ -301,8 +303,7 @@ def test_ppo_trains_on_the_replay_world_and_plays_the_benchmark(setup, tmp_path)
     out = tmp_path / "ppo"
     config = {
         "world": "visdial_train_replay",
-        "world_kwargs": {**setup["kwargs"], "answer_store": str(tmp_path / "answers.sqlite"),
-                         "store_fingerprint": FINGERPRINT, "global_pool": 2},
+        "world_kwargs": {**setup["kwargs"], "answer_store": str(tmp_path / "answers.sqlite"), "global_pool": 2},
         "validation": {"split": "val"}, "max_pool": 40, "top_k": 10,
         "num_envs": 4, "total_timesteps": 400, "n_steps": 20, "batch_size": 40, "n_epochs": 1,
         "eval_every": 200, "eval_targets": 4, "net_arch": [16], "out_dir": str(out),

@@ -415,7 +415,8 @@ def build_visdial_replay_world(
     checkers that ignore action masks, such as SB3's ``check_env``, need); a repeat gets the same
     answer again. A question outside the pool is answered "i don't know" (``on_unknown="error"``
     raises instead). ``files``: the recorded files, in priority order. ``answer_store`` (a path,
-    opened read-only under ``store_fingerprint``, or an ``AnswerStore``) answers questions the files
+    opened read-only under ``store_fingerprint``, by default the one it was written under; or an
+    ``AnswerStore``) answers questions the files
     did not record (see :class:`ReplayAnswerer`). Other arguments as :func:`build_visdial_world`;
     ``image_root`` is optional (for viewing only).
     """
@@ -429,11 +430,11 @@ def build_visdial_replay_world(
     if pool_padding not in ("none", "repeat"):
         raise ValueError(f"pool_padding must be 'none' or 'repeat', got {pool_padding!r}")
     if isinstance(answer_store, (str, os.PathLike)):
-        from ..answer_store import AnswerStore
+        from ..answer_store import AnswerStore, read_fingerprint
 
-        if not store_fingerprint:
-            raise ValueError(f"answer store {answer_store}: pass store_fingerprint=<the answerer fingerprint it was filled under>")
-        answer_store = AnswerStore(answer_store, store_fingerprint, readonly=True)
+        if not Path(answer_store).is_file():
+            raise VisDialSetupError(f"answer store {answer_store} not found: fill it with `chatir answer` (see {GUIDE})")
+        answer_store = AnswerStore(answer_store, store_fingerprint or read_fingerprint(answer_store), readonly=True)
     answerer = ReplayAnswerer(records, on_unknown=on_unknown, answer_store=answer_store)
     own_pool = lambda t: list(dict.fromkeys(pool_question(q) for q in answerer.question_pool(t)))
     max_pool = max(len(own_pool(t)) for t in all_targets)  # 40 in the release: the same for any num_targets

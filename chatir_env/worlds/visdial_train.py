@@ -245,18 +245,20 @@ def own_questions(dialog: Dialog) -> list[str]:
 
 
 def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answerer: Any):
-    from ..answer_store import AnswerStore
+    """An ``AnswerStore`` from a path: under ``fingerprint``, else the live answerer's, else (read-only)
+    the one the store was written under."""
+    from ..answer_store import AnswerStore, read_fingerprint
 
     if not isinstance(answer_store, (str, os.PathLike)):
         return answer_store
-    fingerprint = fingerprint or getattr(answerer, "fingerprint", None)
-    if not fingerprint:
-        raise ValueError(
-            f"answer store {answer_store}: pass store_fingerprint=<the answerer fingerprint `chatir answer` filled it "
-            "under> (one store holds one answerer's answers)"
-        )
     if readonly and not Path(answer_store).is_file():
         raise VisDialSetupError(f"answer store {answer_store} not found: fill it with `chatir answer` (see {GUIDE})")
+    fingerprint = fingerprint or getattr(answerer, "fingerprint", None) or (read_fingerprint(answer_store) if readonly else None)
+    if not fingerprint:
+        raise ValueError(
+            f"answer store {answer_store}: pass store_fingerprint=<the answerer fingerprint to keep its answers under> "
+            "(one store holds one answerer's answers)"
+        )
     return AnswerStore(answer_store, str(fingerprint), readonly=readonly)
 
 
@@ -448,7 +450,7 @@ def build_visdial_train_world(
         blip2_model: an HF BLIP2 directory (the benchmark's: ``Salesforce/blip2-flan-t5-xxl``).
         answer_store: an answer store path (or object): read first, BLIP2's answers written through.
         store_fingerprint: the answerer fingerprint the store is keyed by (default: the BLIP2
-            answerer's ``fingerprint``).
+            answerer's ``fingerprint``; the replay world: the one the store was written under).
         answer_sources: the order answers are looked for (default ``["store", "blip2"]``; names:
             ``store``, ``human``, ``blip2``, ``dont_know``).
         benchmark_index: the index of the benchmark's search space, for the leakage guard.
