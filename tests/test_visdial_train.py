@@ -348,3 +348,24 @@ def test_replay_answerer_reads_unrecorded_questions_from_the_store(tmp_path):
     # the recording wins for a recorded question; the store answers the others; then the fallback
     assert answerer.answer(["img/1.jpg"] * 3, [Dialog("a cat")] * 3, ["is it sunny?", "What color?", "how many?"]) == [
         "no", "red", "i don't know"]
+
+
+def test_the_recipes_name_only_fields_their_code_takes():
+    import inspect
+
+    from chatir_env.config import dataclass_from, load_config
+    from chatir_env.train.ppo import PPOConfig
+    from chatir_env.worlds.visdial import build_visdial_replay_world
+    from chatir_env.worlds.visdial_train import build_visdial_train_replay_world
+
+    ppo = load_config("ppo_visdial_train")
+    cfg = dataclass_from(PPOConfig, {k: v for k, v in ppo.items() if not k.startswith("_")}, ppo["_path"])
+    assert cfg.world == "visdial_train_replay" and cfg.max_pool == 40 == cfg.world_kwargs["max_pool"]
+    # what train/ppo.py passes to the training and the validation world
+    inspect.signature(build_visdial_train_replay_world).bind(split="train", num_targets=None, **cfg.world_kwargs)
+    inspect.signature(build_visdial_train_replay_world).bind(num_targets=cfg.eval_targets, **{**cfg.world_kwargs, **cfg.validation})
+    bench = load_config("visdial_train_benchmark")
+    (replay,) = [w for w in bench["worlds"] if w["world"] == "visdial_replay"]
+    inspect.signature(build_visdial_replay_world).bind(**replay["args"])
+    (policy,) = [q for q in bench["questioners"] if q["questioner"] == "policy"]
+    assert policy["args"]["policy"] == f"{cfg.out_dir}/best_policy.pt" and policy["worlds"] == ["replay"]
