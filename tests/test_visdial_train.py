@@ -33,7 +33,7 @@ from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
 from chatir_env.testing import WORDS, bert_tokenizer, noise_images, tiny_blip, tiny_blip2  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
 from chatir_env.worlds.visdial import VisDialSetupError  # noqa: E402
-from chatir_env.worlds.visdial_train import TrainingLeakageError, UnansweredQuestionError  # noqa: E402
+from chatir_env.worlds.visdial_train import SourcedAnswerer, TrainingLeakageError, UnansweredQuestionError  # noqa: E402
 
 IMAGE_IDS = list(range(1, 25))  # VisDial image_id; 21-24 exist only in val2014/
 VAL_ONLY = {21, 22, 23, 24}
@@ -203,10 +203,11 @@ def test_human_answers_follow_the_dialog(setup):
     assert terminated
     foreign = setup["asked"][image_id + 1][5][0]  # a question only the next image's dialog asks
     assert world.answerer.answer([target], [Dialog("")], [foreign]) == ["i don't know"]
-    dialog = Dialog("", (("is it sunny?", "x"),))
-    answerer = world.answerer
-    answerer.human[target]["is it sunny?"] = ["first", "second"]
-    assert answerer.answer([target] * 2, [Dialog(""), dialog], ["Is it  sunny?"] * 2) == ["first", "second"]
+    # a question a dialog asked twice: the first asking gets the first answer, the second (and later) the second
+    answerer = SourcedAnswerer(["human"], human={"img": {"is it sunny?": ["first", "second"]}})
+    asked_once, asked_twice = Dialog("", (("is it sunny?", "x"),)), Dialog("", (("is it sunny?", "x"),) * 2)
+    assert answerer.answer(["img"] * 3, [Dialog(""), asked_once, asked_twice], ["Is it  sunny?"] * 3) == [
+        "first", "second", "second"]
 
 
 def test_live_world_writes_blip2_answers_through_the_store(setup, tmp_path):
@@ -369,3 +370,16 @@ def test_the_recipes_name_only_fields_their_code_takes():
     inspect.signature(build_visdial_replay_world).bind(**replay["args"])
     (policy,) = [q for q in bench["questioners"] if q["questioner"] == "policy"]
     assert policy["args"]["policy"] == f"{cfg.out_dir}/best_policy.pt" and policy["worlds"] == ["replay"]
+
+
+def test_shared_questions_count_only_the_dialogs_left_in():
+    from chatir_env.worlds.visdial_train import TrainingDialogs
+
+    def dialog(*questions):
+        return Dialog("c", tuple((q, "a") for q in questions))
+
+    data = TrainingDialogs({"A": dialog("x?", "y?"), "B": dialog("Y?", "z?"), "C": dialog("z?", "w?"), "D": dialog("z?")})
+    assert data.most_frequent(2) == ["z?", "y?"]                       # z 3, y 2 (case folded)
+    assert data.most_frequent(2, leave_out=["D"]) == ["y?", "z?"]      # 2 each: the first asked first
+    assert data.most_frequent(2, leave_out=["C", "D"]) == ["y?", "x?"]  # y 2; x and z 1, x asked first
+    assert data.own["B"] == ("Y?", "z?") and data.human["B"] == {"y?": ["a"], "z?": ["a"]}

@@ -221,6 +221,17 @@ def _split_targets(records: dict[str, Dialog], index: ImageIndex, split: str, va
     return [t for t in usable if t not in held], val
 
 
+@functools.lru_cache(maxsize=1 << 20)
+def _key(question: str) -> str:
+    # VisDial train asks ~376K distinct questions in 1.2M turns: match each string once.
+    return question_key(question)
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _pool_form(question: str) -> str:
+    return pool_question(question)
+
+
 def most_frequent_questions(dialogs: Sequence[Dialog], n: int) -> list[str]:
     """The ``n`` most frequent questions (matched by ``question_key``; ties: first asked first),
     each as first written."""
@@ -228,11 +239,16 @@ def most_frequent_questions(dialogs: Sequence[Dialog], n: int) -> list[str]:
     first: dict[str, str] = {}
     for dialog in dialogs:
         for question in dialog.questions:
-            key = question_key(question)
+            key = _key(question)
             counts[key] += 1
-            first.setdefault(key, pool_question(question))
+            if key not in first:
+                first[key] = _pool_form(question)
+    return _top(counts, first, n)
+
+
+def _top(counts: Counter, first: dict[str, str], n: int) -> list[str]:
     order = {key: i for i, key in enumerate(first)}
-    top = sorted(counts, key=lambda k: (-counts[k], order[k]))[:n]
+    top = sorted((k for k in counts if counts[k] > 0), key=lambda k: (-counts[k], order[k]))[:n]
     return [first[k] for k in top]
 
 
@@ -240,8 +256,71 @@ def own_questions(dialog: Dialog) -> list[str]:
     """A dialog's questions, each once (by ``question_key``), as a pool offers them."""
     seen: dict[str, str] = {}
     for question in dialog.questions:
-        seen.setdefault(question_key(question), pool_question(question))
+        key = _key(question)
+        if key not in seen:
+            seen[key] = _pool_form(question)
     return list(seen.values())
+
+
+class TrainingDialogs:
+    """VisDial train's dialogs keyed by corpus id, with what every world over them needs, made once.
+
+    Attributes:
+        records: corpus id -> ``Dialog`` (file order; an image's first dialog).
+        own: corpus id -> its own questions, each once, as pools offer them.
+        counts: ``question_key`` -> how often all dialogs ask it; ``first``: its first written form.
+    """
+
+    def __init__(self, records: dict[str, Dialog]):
+        self.records = records
+        self.own = {t: tuple(own_questions(d)) for t, d in records.items()}
+        self.counts: Counter = Counter()
+        self.first: dict[str, str] = {}
+        for dialog in records.values():
+            for question in dialog.questions:
+                key = _key(question)
+                self.counts[key] += 1
+                if key not in self.first:
+                    self.first[key] = _pool_form(question)
+        self._human: dict[str, dict[str, list[str]]] | None = None
+
+    def most_frequent(self, n: int, leave_out: Sequence[str] = ()) -> list[str]:
+        """The ``n`` most frequent questions of all dialogs but those of ``leave_out`` (corpus ids)."""
+        counts = Counter(self.counts)
+        for target in leave_out:
+            for question in self.records[target].questions:
+                counts[_key(question)] -= 1
+        return _top(counts, self.first, n)
+
+    @property
+    def human(self) -> dict[str, dict[str, list[str]]]:
+        """corpus id -> {``question_key``: its recorded answers in dialog order} (built on first use)."""
+        if self._human is None:
+            self._human = {}
+            for target, dialog in self.records.items():
+                table: dict[str, list[str]] = {}
+                for question, answer in dialog.turns:
+                    table.setdefault(_key(question), []).append(answer)
+                self._human[target] = table
+        return self._human
+
+
+_PREPARED: dict[tuple, TrainingDialogs] = {}  # the last two (train file, index) pairs: a training world and its validation world
+
+
+def training_dialogs(train_file: str | os.PathLike, index: ImageIndex) -> TrainingDialogs:
+    """The :class:`TrainingDialogs` of ``train_file`` over ``index``'s ids, made once per process."""
+    path = Path(train_file)
+    key = (str(path.resolve()), path.stat().st_mtime, index.meta.get("path") or id(index), index.fingerprint, len(index))
+    if key not in _PREPARED:
+        to_id = coco2014_in(index.ids)
+        records: dict[str, Dialog] = {}
+        for image_id, dialog in load_visdial_train_cached(path):
+            records.setdefault(to_id(image_id), dialog)
+        while len(_PREPARED) >= 2:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = TrainingDialogs(records)
+    return _PREPARED[key]
 
 
 def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answerer: Any):
@@ -345,10 +424,8 @@ def _build(
             )
         check_no_leakage(idx, benchmark_index)
 
-    to_id = coco2014_in(idx.ids)
-    records: dict[str, Dialog] = {}
-    for image_id, dialog in load_visdial_train_cached(train_file):
-        records.setdefault(to_id(image_id), dialog)
+    data = training_dialogs(train_file, idx)
+    records = data.records
     index_name = str(idx.meta.get("path", index))
     train_targets, val_targets = _split_targets(records, idx, split, val_size, split_seed, missing_targets, index_name)
     targets = train_targets if split == "train" else val_targets
@@ -357,29 +434,21 @@ def _build(
             raise ValueError(f"num_targets must be at least 1 (or None for all), got {num_targets}")
         targets = targets[:num_targets]
 
-    shared = most_frequent_questions([records[t] for t in train_targets], global_pool) if global_pool else []
-    shared_keys = [question_key(q) for q in shared]
+    # shared questions: the most frequent of the train split (the validation slice's dialogs left out)
+    shared = data.most_frequent(global_pool, leave_out=val_targets) if global_pool else []
+    shared_keys = [_key(q) for q in shared]
 
-    @functools.lru_cache(maxsize=4096)
-    def pool(target: str) -> tuple[str, ...]:
-        own = own_questions(records[target])
-        own_keys = {question_key(q) for q in own}
-        return tuple(own + [q for q, k in zip(shared, shared_keys) if k not in own_keys])
+    def pool(target: str) -> list[str]:
+        own = data.own[target]
+        own_keys = {_key(q) for q in own}
+        return list(own) + [q for q, k in zip(shared, shared_keys) if k not in own_keys]
 
-    needed = max(len(own_questions(d)) for d in records.values()) + len(shared)
+    largest = max(data.own, key=lambda t: len(data.own[t]))
+    needed = len(data.own[largest]) + len(shared)
     if max_pool is not None and max_pool < needed:
-        worst = max(records, key=lambda t: len(own_questions(records[t])))
-        raise ValueError(f"max_pool={max_pool} is smaller than the pool of {worst!r} ({len(pool(worst))} questions); "
-                         f"pass max_pool >= {needed} or None")
+        raise ValueError(f"max_pool={max_pool} is smaller than the largest pool (that of {largest!r}: its "
+                         f"{len(data.own[largest])} questions and up to {len(shared)} shared ones); pass max_pool >= {needed} or None")
     max_pool = max_pool or needed
-
-    human = {}
-    if "human" in sources:
-        for target, dialog in records.items():
-            table: dict[str, list[str]] = {}
-            for question, answer in dialog.turns:
-                table.setdefault(question_key(question), []).append(answer)
-            human[target] = table
 
     blip2 = None
     images = _image_loader(image_root, targets, required=live and "blip2" in sources and answerer is None)
@@ -388,7 +457,8 @@ def _build(
     store = None
     if answer_store is not None:
         store = _open_store(answer_store, store_fingerprint, readonly=not live, answerer=blip2)
-    answer = SourcedAnswerer(sources, store=store, human=human, blip2=blip2, write_through=live)
+    answer = SourcedAnswerer(sources, store=store, human=data.human if "human" in sources else None, blip2=blip2,
+                             write_through=live)
 
     return World(
         name=name,
@@ -397,7 +467,7 @@ def _build(
         answerer=answer,
         targets=targets,
         captions={t: records[t].caption for t in targets},
-        question_pool=lambda target: list(pool(target)),
+        question_pool=pool,
         image=images,
         config={"world": name, "train_file": str(train_file), "index": index_name,
                 "retriever": retriever if isinstance(retriever, str) else type(retriever).__name__,
