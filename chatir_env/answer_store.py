@@ -48,6 +48,9 @@ class AnswerStore:
         if stored != self.fingerprint:
             raise ValueError(f"answer store {self.path} holds answers of {stored!r}, not of {self.fingerprint!r}")
 
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
     def get_many(self, keys: Sequence[tuple[str, str]]) -> list[str | None]:
         out = []
         for image_id, question in keys:
