@@ -238,6 +238,10 @@ def test_live_world_writes_blip2_answers_through_the_store(setup, tmp_path):
     env.reset(options={"target": target})
     *_, info = env.step("is the bus red?")
     assert info["answer"] == expected and len(calls) == 1  # the store answered; BLIP2 was not asked again
+    # an answerer that says who it is must be the store's: its answers would be filed under another's name
+    Counting.fingerprint = "another blip2"
+    with pytest.raises(ValueError, match="'another blip2'"):
+        build_world("visdial_train", **kw, answerer=Counting())
     # BLIP2 looks at the images: without them and without a ready answerer, a clear error
     no_images = {k: v for k, v in kw.items() if k != "image_root"}
     with pytest.raises(VisDialSetupError, match="train2014.zip"):

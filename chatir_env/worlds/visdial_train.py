@@ -457,6 +457,11 @@ def _build(
     store = None
     if answer_store is not None:
         store = _open_store(answer_store, store_fingerprint, readonly=not live, answerer=blip2)
+        live_fingerprint = getattr(blip2, "fingerprint", None)
+        if live_fingerprint is not None and str(live_fingerprint) != str(store.fingerprint):
+            raise ValueError(f"answer store {getattr(store, 'path', answer_store)} keeps answers of {store.fingerprint!r}, but "
+                             f"the BLIP2 answerer in use is {live_fingerprint!r}: its answers would be mixed in under the "
+                             "store's fingerprint; use one store per answerer")
     answer = SourcedAnswerer(sources, store=store, human=data.human if "human" in sources else None, blip2=blip2,
                              write_through=live)
 
