@@ -256,6 +256,30 @@ def test_replay_world_never_runs_blip2(setup, tmp_path):
         build_world("visdial_train_replay", **setup["kwargs"])
 
 
+def test_chatir_answer_fills_the_store_the_replay_world_reads(setup, tmp_path):
+    """docs/visdial.md, "Training questioners", step 3 then step 4's world: BLIP2's answers to every pool
+    question of both splits, read back by the replay world under the store's own fingerprint."""
+    pytest.importorskip("chatir_env.data.answer_cli", reason="`chatir answer` is not part of this tree")
+    from chatir_env.answerers.blip2 import Blip2Answerer
+
+    model, processor = tiny_blip2("t5", seed=5)
+    Blip2Answerer(model, processor, lambda _: None, device="cpu").save_pretrained(tmp_path / "blip2")
+    pools = {"global_pool": 2, "max_pool": 12}
+    args = ["answer", "--world", "visdial_train_replay", "--answerer-model", str(tmp_path / "blip2"),
+            "--images", str(setup["coco"]), "--answerer-arg", "device=cpu", "--store", str(tmp_path / "blip2.sqlite"),
+            "--no-progress", "--world-arg", 'answer_sources=["human", "dont_know"]']
+    for key, value in {**setup["kwargs"], **pools}.items():
+        args += ["--world-arg", f"{key}={value}"]
+    for split in ("train", "val"):
+        assert cli_main([*args, "--world-arg", f"split={split}"]) == 0
+    world = build_world("visdial_train_replay", **setup["kwargs"], **pools, answer_store=str(tmp_path / "blip2.sqlite"))
+    assert len(world.answerer.store) == 22 * 10 + 2 * 11  # images 1 and 2 add "how many people?" to their ten
+    target = world.targets[0]
+    pool = world.question_pool(target)
+    world.answerer.answer([target] * len(pool), [Dialog("")] * len(pool), pool)
+    assert dict(world.answerer.answered_by) == {"store": len(pool)}
+
+
 # --- the leakage guard and missing pieces ----------------------------------------------------------
 
 
