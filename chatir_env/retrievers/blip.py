@@ -157,8 +157,8 @@ def _tokenizer_missing(name: str, why: str) -> BlipTokenizerNotFoundError:
     return BlipTokenizerNotFoundError(
         f"BLIP's tokenizer {name!r} {why}. It is bert-base-uncased with BLIP's [DEC] and [ENC] tokens: download it "
         f"once where the hub is reachable (`huggingface-cli download {DEFAULT_TOKENIZER} --local-dir models/blip-tokenizer`, "
-        "or any folder holding bert-base-uncased's vocab.txt) and pass tokenizer=<that folder> (`--retriever-arg "
-        "tokenizer=<folder>` on the command line)"
+        "or any folder holding bert-base-uncased's vocab.txt) and pass tokenizer=<that folder> (a VisDial world's "
+        "`tokenizer` argument; `model.tokenizer` in a retriever-training config)"
     )
 
 
