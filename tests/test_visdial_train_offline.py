@@ -57,3 +57,25 @@ def test_a_folder_holding_only_vocab_txt_is_enough(checkpoint, tmp_path):
     reference = BlipDialogRetriever(hf, bert_tokenizer(), device="cpu")
     assert torch.equal(converted.encode_dialogs(DIALOGS), reference.encode_dialogs(DIALOGS))
     assert torch.equal(converted.encode_images(noise_images(2)), reference.encode_images(noise_images(2)))
+
+
+def test_the_default_hub_tokenizer_offline_fails_before_the_conversion(checkpoint, tmp_path):
+    """Offline with an empty hub cache: the default tokenizer id cannot load; the error says what to fetch."""
+    import os
+    import subprocess
+    import sys
+
+    _, path = checkpoint
+    script = (
+        "from chatir_env.retrievers import blip_convert\n"
+        "from chatir_env.retrievers.blip import BlipDialogRetriever, BlipTokenizerNotFoundError\n"
+        "blip_convert.load_original_blip = lambda *a, **k: (_ for _ in ()).throw(AssertionError('converted'))\n"
+        "try:\n"
+        f"    BlipDialogRetriever.from_original_checkpoint({str(path)!r}, device='cpu')\n"
+        "except BlipTokenizerNotFoundError as err:\n"
+        "    print('REFUSED', err)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REFUSED" in done.stdout and "Salesforce/blip-itm-base-coco" in done.stdout and "could not be loaded" in done.stdout
