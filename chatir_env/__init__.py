@@ -4,6 +4,9 @@ Importing the package registers the environments:
 
 - ``ChatIR/Shapes-v0``: procedural Shapes scenes, scene oracle, learned dual-encoder retriever (CPU).
 - ``ChatIR/ShapesOracle-v0``: the same world ranked by the exact log-likelihood retriever.
+- ``ChatIR/VisDial-v0``, ``ChatIR/VisDialReplay-v0``: the paper's benchmark (BLIP2 live, or its recorded answers).
+- ``ChatIR/VisDialTrain-v0``, ``ChatIR/VisDialTrainReplay-v0``: VisDial v1.0 train for training questioners
+  (BLIP2 live through the answer store, or the store and VisDial's human answers alone).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -18,6 +21,8 @@ _ENVS = {
     "ChatIR/ShapesOracle-v0": {"world": "shapes_oracle"},
     "ChatIR/VisDial-v0": {"world": "visdial"},
     "ChatIR/VisDialReplay-v0": {"world": "visdial_replay"},
+    "ChatIR/VisDialTrain-v0": {"world": "visdial_train"},
+    "ChatIR/VisDialTrainReplay-v0": {"world": "visdial_train_replay"},
 }
 for _id, _kwargs in _ENVS.items():
     if _id not in registry:

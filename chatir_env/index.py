@@ -22,6 +22,13 @@ class IndexMismatchError(ValueError):
     """An index is used with a retriever other than the one that built it."""
 
 
+CONTENT_HASH_KEY = "content_sha256"  # meta field: the sha256 of each image file's bytes, aligned with ids
+
+
+class MissingContentHashesError(ValueError):
+    """An index built without the images' content hashes (before ``chatir index`` recorded them)."""
+
+
 class UnknownTargetError(KeyError):
     """A target id that is not in the corpus."""
 
@@ -74,6 +81,39 @@ class ImageIndex:
                 f"{source} was built by model {self.fingerprint!r}, not by the retriever in use "
                 f"({fingerprint!r}); rebuild it with `chatir index` for this retriever"
             )
+
+    def content_hashes(self) -> dict[str, str]:
+        """Image id -> sha256 of its file's bytes, as ``chatir index`` recorded them.
+
+        Raises:
+            MissingContentHashesError: the index predates content hashes (or was not built from
+                image files); the message says how to add them.
+        """
+        hashes = self.meta.get(CONTENT_HASH_KEY)
+        if not isinstance(hashes, list) or len(hashes) != len(self.ids):
+            source = self.meta.get("path", "this index")
+            raise MissingContentHashesError(
+                f"{source} records no content hashes of its images (it was built by an older `chatir index`, or not "
+                "from image files): add them without encoding again by rerunning the command that built it with "
+                "--add-hashes (`chatir index --retriever ... --corpus <the same folder> [--search-space <the same list> | "
+                f"--visdial-train <the same file>] --out {source} --add-hashes`), or rebuild it with --overwrite"
+            )
+        return dict(zip(self.ids, hashes))
+
+    @staticmethod
+    def read_content_hashes(path: str | os.PathLike) -> dict[str, str]:
+        """:meth:`content_hashes` of a saved index, from its metadata alone (no embeddings loaded)."""
+        tensor_path, meta_path = ImageIndex._paths(path)
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"index metadata {meta_path} does not exist; build the index with `chatir index`")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"index metadata {meta_path} is not valid JSON ({err}); rebuild the index") from None
+        ids = meta.get("ids") or []
+        stub = ImageIndex(torch.zeros(len(ids), 1), list(ids), str(meta.get("fingerprint")),
+                          {**meta.get("meta", {}), "path": str(tensor_path)})
+        return stub.content_hashes()
 
     def transposed(self) -> torch.Tensor:
         """``embeddings.T``, contiguous, made once: sparse queries gather rows of it."""

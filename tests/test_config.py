@@ -21,8 +21,9 @@ SCHEMAS = {
     "shapes_demo.yaml": BenchmarkConfig, "visdial_blip.yaml": BenchmarkConfig, "visdial_clip.yaml": BenchmarkConfig,
     "visdial_replay.yaml": BenchmarkConfig, "ppo_shapes.yaml": PPOConfig, "ppo_shapes_oracle.yaml": PPOConfig,
     "retriever_shapes.yaml": ShapesRetrieverConfig, "retriever_visdial_blip.yaml": VisDialRetrieverConfig,
+    "ppo_visdial_train.yaml": PPOConfig, "visdial_train_benchmark.yaml": BenchmarkConfig,
 }
-OTHER_LOADERS = {"grpo_shapes.yaml", "sft_shapes.yaml"}  # checked by the GRPO trainer's own tests
+OTHER_LOADERS = {"grpo_shapes.yaml", "sft_shapes.yaml", "grpo_visdial_train.yaml"}  # checked by the GRPO trainer's own tests
 
 
 def test_every_packaged_config_validates():
@@ -158,7 +159,8 @@ def test_gym_make_names_valid_world_arguments():
         gym.make("ChatIR/ShapesOracle-v0", reward="log_rank", corpus_size=500, num_targets=10)
     with pytest.raises(KeyError) as info:
         chatir_env.worlds.build_world("shapes_orcle")
-    assert str(info.value) == ("unknown world 'shapes_orcle'; valid: shapes, shapes_oracle, visdial, visdial_replay; "
+    assert str(info.value) == ("unknown world 'shapes_orcle'; valid: shapes, shapes_oracle, visdial, visdial_replay, visdial_train, "
+                               "visdial_train_replay; "
                                "did you mean 'shapes_oracle'?")
 
 

@@ -3,7 +3,8 @@
     chatir train ppo --config configs/ppo_shapes.yaml
 
 1. Build the training world (its ``train`` split: other scenes than the benchmark's) and a
-   validation world (benchmark corpus, targets held out from the benchmark's 2,064).
+   validation world (``validation``: Shapes' benchmark corpus with targets held out from the
+   benchmark's 2,064; VisDial train's held-out slice).
 2. Wrap N training episodes in one ``PooledVecEnv`` (one batched step for all of them).
 3. MaskablePPO over a Dict observation (dialog vector, round, asked mask, per-question answer
    entropy over the top candidates, candidate score profile), actions masked to unasked questions.
@@ -66,6 +67,11 @@ class PPOConfig(Schema):
     top_k: int = Field(50, ge=1, description="candidates whose answers make the observation's answer-entropy features")
     eval_every: int = Field(20_000, ge=1, description="env steps between validations")
     eval_targets: int = Field(500, ge=1, description="held-out validation targets (disjoint from the benchmark's)")
+    validation: dict[str, Any] = Field(default_factory=lambda: {"split": "benchmark", "target_set": "validation"},
+                                       description="keyword arguments that turn the world into its validation world "
+                                                   "(VisDial train: {split: val})")
+    max_pool: PositiveInt | None = Field(None, description="actions; None: the world's config max_pool, else its first "
+                                                          "target's pool size")
     select_by: Literal["bri", "hits@10_round5"] = Field("bri", description="best.zip by validation BRI (lower is better) "
                                                         "or by Hits@10 at round 5")
     seed: int = Field(0, ge=0, description="seed of the policy and the episodes")
@@ -202,6 +208,7 @@ class ValidationCallback(BaseCallback):
         atomic_write_json(self.out / "validation.json", self.history)
         if row.get("best"):
             atomic_write_json(self.out / "best_policy.json", self.provenance())
+        print(json.dumps(row))
 
     def provenance(self) -> dict:
         """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from:
@@ -209,7 +216,6 @@ class ValidationCallback(BaseCallback):
         return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
                 "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,
                 "wall_seconds": round(self.clock.seconds(), 1), "validation": self.history}
-        print(json.dumps(row))
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
@@ -227,10 +233,12 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
 
     # 1. worlds: train on the train split, select on held-out validation targets
     train_world = build_world(cfg.world, split="train", num_targets=None, **cfg.world_kwargs)
-    val_world = build_world(cfg.world, split="benchmark", target_set="validation", num_targets=cfg.eval_targets, **cfg.world_kwargs)
+    val_world = build_world(cfg.world, num_targets=cfg.eval_targets, **{**cfg.world_kwargs, **cfg.validation})
 
     # 2. one batched vector env
-    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, top_k=cfg.top_k, seed=cfg.seed)
+    max_pool = cfg.max_pool or train_world.config.get("max_pool")
+    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, max_pool=max_pool,
+                        top_k=cfg.top_k, seed=cfg.seed)
 
     # 3. the agent (resumed from last.zip when there is one)
     last = out / "last.zip"

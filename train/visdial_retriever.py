@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from torch import nn
 
 from ..atomic import atomic_write_json
 from ..config import ConfigError, Schema, validate
+from ..data.visdial_train import coco2014_image_id, load_visdial_train
 from ..dialog import Dialog
 from ..metrics import target_ranks
 from .retriever import RetrieverTrainConfig, train_retriever
@@ -90,29 +90,15 @@ class VisDialRetrieverConfig(Schema):
 # --- data ------------------------------------------------------------------------------------------
 
 
-def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[int], str]:
-    """VisDial v1.0 train ``image_id`` -> its COCO 2014 file: ``train2014/COCO_train2014_<12 digits>.jpg``,
-    or the ``val2014/`` one when only that exists (VisDial's train split draws from both)."""
-    root = Path(image_root)
-
-    def to_path(image_id) -> str:
-        number = int(image_id)
-        train = f"train2014/COCO_train2014_{number:012d}.jpg"
-        val = f"val2014/COCO_val2014_{number:012d}.jpg"
-        return val if not (root / train).exists() and (root / val).exists() else train
-
-    return to_path
-
-
 def load_pairs(path: str, data: VisDialDataConfig) -> list[tuple[str, Dialog]]:
-    from ..data.chatir_files import load_dialog_file, load_visdial
+    from ..data.chatir_files import load_dialog_file
 
     if data.format == "chatir":
         return load_dialog_file(path)
     if data.format != "visdial":
         raise ConfigError(f"data.format must be 'visdial' or 'chatir', got {data.format!r}")
     image_id = coco2014_image_id(data.image_root) if data.image_id == "coco2014" else data.image_id
-    return load_visdial(path, image_id=image_id)
+    return load_visdial_train(path, image_id=image_id)
 
 
 def split_pairs(data: VisDialDataConfig) -> tuple[list[tuple[str, Dialog]], list[tuple[str, Dialog]]]:

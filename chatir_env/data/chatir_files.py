@@ -143,8 +143,11 @@ def question_key(question: str) -> str:
 # --- JSON ------------------------------------------------------------------------------------------
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing, non-UTF-8, truncated or malformed file is a ``DialogFileError``."""
+def read_json(path: str | os.PathLike, object_pairs_hook: Callable | None = None) -> Any:
+    """Parse a JSON file; a missing, non-UTF-8, truncated or malformed file is a ``DialogFileError``.
+
+    ``object_pairs_hook`` is ``json.loads``'s (e.g. to drop fields while parsing).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -159,7 +162,7 @@ def read_json(path: str | os.PathLike) -> Any:
     if not text.strip():
         raise DialogFileError(path, "is empty")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as err:
         truncated = err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated string")
         cut = " (the file looks cut short: fetch it again with `chatir download`)" if truncated else ""
@@ -236,6 +239,10 @@ def load_search_space(path: str | os.PathLike) -> list[str]:
 # --- VisDial v1.0 ----------------------------------------------------------------------------------
 
 
+def _without_answer_options(pairs: list[tuple[str, Any]]) -> dict:
+    return {key: value for key, value in pairs if key != "answer_options"}
+
+
 def load_visdial(
     path: str | os.PathLike,
     *,
@@ -251,9 +258,11 @@ def load_visdial(
         add_question_mark: VisDial stores questions without "?"; ChatIR's files add it.
         corpus: if given, every target must be in it.
 
-    A round without an ``answer`` (the test split's last round) gets an empty answer.
+    A round without an ``answer`` (the test split's last round) gets an empty answer. The rounds'
+    ``answer_options`` (100 per round, unused here) are dropped while parsing: kept, they would hold
+    12 million numbers for the train file, several GB of Python objects.
     """
-    data = read_json(path)
+    data = read_json(path, object_pairs_hook=_without_answer_options)
     if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
         raise DialogFileError(path, "must be an object with a 'data' object (VisDial v1.0 format)")
     body = data["data"]

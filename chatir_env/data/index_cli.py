@@ -1,7 +1,9 @@
 """Encode an image corpus into an index: `chatir index --retriever R --corpus DIR --out PATH`.
 
-The corpus is a folder of images (every image file under it) or, with ``--search-space``, the
-protocol's list of paths relative to the folder (COCO's ``unlabeled2017/...``). The index is written
+The corpus is a folder of images (every image file under it), with ``--search-space`` the
+protocol's list of paths relative to the folder (COCO's ``unlabeled2017/...``), or with
+``--visdial-train FILE`` the COCO 2014 images of a VisDial file's dialogs (``train2014/...`` or
+``val2014/...`` under the folder). The index is written
 as ``PATH.safetensors`` + ``PATH.json``; unusable images are skipped and listed in
 ``PATH.skipped.json`` (see ``chatir_env.data.images``).
 
@@ -9,7 +11,12 @@ Resuming: encoded batches are saved as checkpoint shards in ``PATH.shards/`` eve
 images (each shard written atomically). Run the same command again after an interruption and it
 continues after the last complete shard; nothing is encoded twice or lost. Shards made by another
 model (another fingerprint) are refused; ``--restart`` discards them. The final index is written
-atomically, then the shards are removed. A lock file ``PATH.lock`` keeps a second process from
+atomically, then the shards are removed.
+
+Content hashes: an index of image files records the sha256 of every image's bytes in its metadata
+(``content_sha256``, aligned with the ids), so that a training world can refuse images that are also
+in the benchmark's search space whatever their names. ``--add-hashes`` records them in an index built
+before hashes were recorded, without encoding again. A lock file ``PATH.lock`` keeps a second process from
 writing the same index at the same time.
 
 Retrievers (``--retriever``): ``blip`` or ``clip`` with ``--model DIR`` (an HF directory), or an import
@@ -21,6 +28,7 @@ path ``package.module:Name`` naming a class (built with ``Name.from_pretrained(-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -32,7 +40,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from ..atomic import atomic_write
-from ..index import ImageIndex, IndexMismatchError
+from ..index import CONTENT_HASH_KEY, ImageIndex, IndexMismatchError
 
 NAMED_RETRIEVERS = {
     "blip": "chatir_env.retrievers.blip:BlipDialogRetriever",
@@ -288,6 +296,8 @@ def build_index(
             "retriever": type(retriever).__name__,
             **(meta or {}),
         }
+        if hasattr(corpus_items, "path"):  # image files: record what they hold (the training worlds' leakage guard)
+            index_meta[CONTENT_HASH_KEY] = content_hashes(corpus_items, ids, progress=progress)
         index = ImageIndex(embeddings, ids, fingerprint, index_meta)
         index.save(paths["tensor"])
         report = {"index": str(paths["tensor"]), "count": len(ids), "skipped": [{"id": i, "reason": r} for i, r in skipped]}
@@ -296,6 +306,54 @@ def build_index(
         return index
     finally:
         lock.release()
+
+
+# --- content hashes ----------------------------------------------------------------------------------
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hashes(corpus: Any, ids: list[str], progress: bool = False, threads: int = 4) -> list[str]:
+    """sha256 of each image file of ``corpus`` (anything with ``path(id)``), in ``ids`` order.
+
+    Hashing reads every file once more after encoding; that costs little beside the encoder and
+    keeps checkpoint shards free of it. The threads overlap file reads (hashlib releases the GIL).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ids), unit="img", desc="hashing images", file=sys.stderr)
+    out: list[str] = []
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for digest in pool.map(lambda image_id: file_sha256(corpus.path(image_id)), ids, chunksize=64):
+            out.append(digest)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def add_content_hashes(corpus: Any, out_path: str | os.PathLike, progress: bool = True) -> ImageIndex:
+    """Record the image hashes in an index built before ``chatir index`` recorded them, without encoding again."""
+    index = ImageIndex.load(out_path)
+    missing = [i for i in index.ids if not Path(corpus.path(i)).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of the index {index.meta['path']} are not under {corpus.root}, "
+                                f"e.g. {corpus.path(missing[0])}: pass the --corpus the index was built from")
+    index.meta[CONTENT_HASH_KEY] = content_hashes(corpus, index.ids, progress=progress)
+    index.save(out_path)
+    return index
 
 
 # --- the command -------------------------------------------------------------------------------------
@@ -316,6 +374,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from .ray_engine import add_engine_arguments
 
     add_engine_arguments(parser)
+    parser.add_argument("--visdial-train", metavar="FILE",
+                        help="index the COCO 2014 images of a VisDial file's dialogs (visdial_1.0_train.json) under --corpus")
+    parser.add_argument("--add-hashes", action="store_true",
+                        help="only record the images' content hashes in an existing index built without them (no encoding)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -324,8 +386,19 @@ def run(args: argparse.Namespace) -> int:
 
     limits = {k: v for k, v in (("max_pixels", args.max_pixels), ("max_bytes", args.max_bytes)) if v}
     try:
-        corpus = (ImageCorpus.from_search_space(args.corpus, args.search_space, **limits) if args.search_space
-                  else ImageCorpus.from_folder(args.corpus, **limits))
+        if args.visdial_train:
+            from .visdial_train import coco2014_image_id, load_visdial_train
+
+            ids = list(dict.fromkeys(i for i, _ in load_visdial_train(args.visdial_train, coco2014_image_id(args.corpus))))
+            corpus = ImageCorpus(args.corpus, ids, description=f"COCO 2014 images of {args.visdial_train} under {args.corpus}",
+                                 **limits)
+        else:
+            corpus = (ImageCorpus.from_search_space(args.corpus, args.search_space, **limits) if args.search_space
+                      else ImageCorpus.from_folder(args.corpus, **limits))
+        if args.add_hashes:
+            index = add_content_hashes(corpus, args.out, progress=not args.no_progress)
+            print(f"recorded the content hashes of {len(index)} images in {index_paths(args.out)['meta']}")
+            return 0
         if getattr(args, "engine", "local") == "ray":  # actors encode; this process still writes the index
             from .ray_index import ray_index_inputs
 

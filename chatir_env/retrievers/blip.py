@@ -20,7 +20,7 @@ import torch
 from ..dialog import Dialog
 from ._hf_common import HFDualEncoder, load_image_processor, load_tokenizer
 
-__all__ = ["BlipDialogRetriever"]
+__all__ = ["BlipDialogRetriever", "BlipTokenizerNotFoundError", "resolve_blip_tokenizer"]
 
 DEFAULT_TOKENIZER = "Salesforce/blip-itm-base-coco"  # bert-base-uncased + [DEC] + [ENC], as BLIP's own
 
@@ -128,15 +128,68 @@ class BlipDialogRetriever(HFDualEncoder):
         ``.ckpt`` or ``.safetensors``) through :mod:`chatir_env.retrievers.blip_convert`.
 
         ``config`` defaults to :func:`~chatir_env.retrievers.blip_convert.chatir_blip_config`
-        (ViT-B/16 at 224 px). ``tokenizer``: a tokenizer object, a local directory, or a hub id (the
-        default needs the hub or its cache). Save the result with :meth:`save_pretrained` to load it
-        later with :meth:`from_pretrained`.
-        """
-        from transformers import AutoTokenizer
+        (ViT-B/16 at 224 px). ``tokenizer``: a tokenizer object, a local directory (an HF tokenizer
+        folder, or one holding only bert-base-uncased's ``vocab.txt``), or a hub id (the default
+        needs the hub or its cache). The tokenizer is resolved before the checkpoint is read, so a
+        missing one fails at once. Save the result with :meth:`save_pretrained` to load it later
+        with :meth:`from_pretrained`.
 
+        Raises:
+            BlipTokenizerNotFoundError: the tokenizer cannot be found; the message says what to
+                download and where to pass it.
+        """
         from .blip_convert import load_original_blip
 
+        tokenizer = resolve_blip_tokenizer(tokenizer)  # before the (slow) conversion: fail fast offline
         model = load_original_blip(path, config=config, weights_only=weights_only)
-        if isinstance(tokenizer, (str, os.PathLike)):
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer))
         return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
+
+
+class BlipTokenizerNotFoundError(FileNotFoundError):
+    """The BERT tokenizer an original BLIP checkpoint needs is neither local nor reachable."""
+
+
+# BLIP's own tokenizer is bert-base-uncased plus these two tokens (ids 30522 and 30523 in BLIP).
+BLIP_EXTRA_TOKENS = {"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]}
+
+
+def _tokenizer_missing(name: str, why: str) -> BlipTokenizerNotFoundError:
+    return BlipTokenizerNotFoundError(
+        f"BLIP's tokenizer {name!r} {why}. It is bert-base-uncased with BLIP's [DEC] and [ENC] tokens: download it "
+        f"once where the hub is reachable (`huggingface-cli download {DEFAULT_TOKENIZER} --local-dir models/blip-tokenizer`, "
+        "or any folder holding bert-base-uncased's vocab.txt) and pass tokenizer=<that folder> (a VisDial world's "
+        "`tokenizer` argument; `model.tokenizer` in a retriever-training config)"
+    )
+
+
+def resolve_blip_tokenizer(tokenizer: Any = DEFAULT_TOKENIZER):
+    """The tokenizer for an original BLIP checkpoint, from an object, a folder or a hub id.
+
+    A folder with an HF tokenizer is loaded as it is; a folder holding only ``vocab.txt`` becomes a
+    lower-casing ``BertTokenizer`` with BLIP's ``[DEC]`` and ``[ENC]`` tokens added. A name that is
+    not a local path is looked up on the hub (or in its cache).
+
+    Raises:
+        BlipTokenizerNotFoundError: a folder that does not exist or holds no tokenizer, or a hub id
+            that cannot be loaded (offline without the cache).
+    """
+    if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    name = str(tokenizer or DEFAULT_TOKENIZER)
+    path = Path(name)
+    if path.is_dir():
+        if any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            return load_tokenizer(name)
+        if (path / "vocab.txt").is_file():
+            from transformers import BertTokenizer
+
+            bert = BertTokenizer.from_pretrained(name, do_lower_case=True)  # reads vocab.txt alone
+            bert.add_special_tokens(BLIP_EXTRA_TOKENS)
+            return bert
+        raise _tokenizer_missing(name, "is a folder without tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt)")
+    if path.exists() or path.is_absolute() or name.startswith(".") or name.count("/") != 1:
+        raise _tokenizer_missing(name, "is not a folder")
+    try:
+        return load_tokenizer(name)
+    except Exception as err:  # the hub's errors differ by version (OSError, HfHubHTTPError, ValueError)
+        raise _tokenizer_missing(name, f"could not be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None

@@ -116,19 +116,32 @@ class ReplayAnswerer(RecordedAnswerer):
 
     Asking one file's questions in order therefore rebuilds that file's dialogs exactly (all 2,064
     Human dialogs do; checked in tests/test_visdial_envs.py).
+
+    With ``answer_store`` (an ``AnswerStore``), a question the files did not record for its target
+    is looked up there (one batch per call) before the fallback: answers ``chatir answer`` added
+    for new questions serve the replay world through the same store as the training worlds.
     """
+
+    def __init__(self, records, *, answer_store=None, **kwargs):
+        super().__init__(records, **kwargs)
+        self.answer_store = answer_store
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         if not len(targets) == len(dialogs) == len(questions):
             raise ValueError(
                 f"answer needs one target, dialog and question per episode, got {len(targets)}, {len(dialogs)}, {len(questions)}"
             )
-        return [self.answer_in_dialog(t, d, q) for t, d, q in zip(targets, dialogs, questions)]
+        stored: list[str | None] = [None] * len(targets)
+        if self.answer_store is not None:
+            unrecorded = [i for i, (t, q) in enumerate(zip(targets, questions)) if not self.answers_for(t, q)]
+            for i, answer in zip(unrecorded, self.answer_store.get_many([(targets[i], questions[i]) for i in unrecorded])):
+                stored[i] = answer
+        return [self.answer_in_dialog(t, d, q, s) for t, d, q, s in zip(targets, dialogs, questions, stored)]
 
-    def answer_in_dialog(self, target: str, dialog: Dialog | None, question: str) -> str:
+    def answer_in_dialog(self, target: str, dialog: Dialog | None, question: str, stored: str | None = None) -> str:
         found = self.answers_for(target, question)
         if not found:
-            return self.answer_one(target, question)  # the fallback / error path
+            return stored if stored is not None else self.answer_one(target, question)  # the fallback / error path
         same = [f for f in found if _spaces(f.question) == _spaces(question)]
         found = same or found
         turns = dialog.turns if dialog is not None else ()
@@ -391,6 +404,8 @@ def build_visdial_replay_world(
     pool_padding: str = "none",
     num_targets: int | None = None,
     missing_targets: str = "error",
+    answer_store: Any = None,
+    store_fingerprint: str | None = None,
 ) -> World:
     """``ChatIR/VisDialReplay-v0``: the released questioners' questions, BLIP2's recorded answers.
 
@@ -419,6 +434,10 @@ def build_visdial_replay_world(
         pool_padding: ``"none"``, or ``"repeat"`` to fill every pool to ``max_pool``.
         num_targets: the first n of the 2,064 targets (None: all).
         missing_targets: ``"error"`` (default) or ``"skip"`` for targets the index lacks.
+        answer_store: a store (``chatir answer``) that answers the questions the files did not record: a
+            path, opened read-only under ``store_fingerprint`` (default: the one it was written under), or an
+            ``AnswerStore``. Recorded answers win.
+        store_fingerprint: the answerer fingerprint ``answer_store`` must carry.
     """
     data_dir = resolve_data_dir(data_dir)
     files = tuple(files)
@@ -429,7 +448,13 @@ def build_visdial_replay_world(
     targets = select_targets(all_targets, idx, num_targets, missing_targets, str(idx.meta.get("path", index)))
     if pool_padding not in ("none", "repeat"):
         raise ValueError(f"pool_padding must be 'none' or 'repeat', got {pool_padding!r}")
-    answerer = ReplayAnswerer(records, on_unknown=on_unknown)
+    if isinstance(answer_store, (str, os.PathLike)):
+        from ..answer_store import AnswerStore, read_fingerprint
+
+        if not Path(answer_store).is_file():
+            raise VisDialSetupError(f"answer store {answer_store} not found: fill it with `chatir answer` (see {GUIDE})")
+        answer_store = AnswerStore(answer_store, store_fingerprint or read_fingerprint(answer_store), readonly=True)
+    answerer = ReplayAnswerer(records, on_unknown=on_unknown, answer_store=answer_store)
     own_pool = lambda t: list(dict.fromkeys(pool_question(q) for q in answerer.question_pool(t)))
     max_pool = max(len(own_pool(t)) for t in all_targets)  # 40 in the release: the same for any num_targets
     pools = {t: own_pool(t) for t in targets}
