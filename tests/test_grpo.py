@@ -18,7 +18,7 @@ from chatir_env.agents import make_questioner
 from chatir_env.agents.lm import LMQuestioner, chat_ids, dialog_messages
 from chatir_env.eval.report import summarize_record
 from chatir_env.eval.runner import play_episodes
-from chatir_env.train import grpo
+from chatir_env.train import grpo, grpo_rollout
 from chatir_env.train.grpo import EnvConfig, EpisodeRollout
 from chatir_env.train.shapes_lm import build_shapes_lm, build_shapes_tokenizer, shapes_sft_examples
 from chatir_env.worlds import build_world
@@ -153,7 +153,7 @@ def test_rollout_penalises_empty_and_non_questions_without_crashing(world, tok, 
     def fake_generate(model, tokenizer, contexts, *args, **kwargs):
         return [list(script[i % len(script)]) for i in range(len(contexts))], [[-0.5] * len(script[i % len(script)]) for i in range(len(contexts))]
 
-    monkeypatch.setattr(grpo, "generate_batch", fake_generate)
+    monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
     env = EnvConfig(max_rounds=2, invalid_question_penalty=0.75)
     rollout = EpisodeRollout(world, tok, env)
     targets = list(world.targets[:5])
