@@ -3,6 +3,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
 import chatir_env  # noqa: F401  (registers the envs)
@@ -60,7 +61,7 @@ def test_episode_ends_after_max_rounds_and_rewards_telescope(oracle_env):
         assert obs["round"] == r + 1
     # log_rank_delta sums to ln(r0 + 1) - ln(r10 + 1)
     assert total == pytest.approx(math.log(first_rank + 1) - math.log(info["rank"] + 1))
-    with pytest.raises(RuntimeError, match="max_rounds"):
+    with pytest.raises(ResetNeeded, match="max_rounds"):
         oracle_env.step("how many objects are there?")
 
 

@@ -41,7 +41,7 @@ def test_masks_never_allow_an_asked_or_padded_question(world):
         assert obs["asked"][asked].all() and obs["asked"].sum() == len(asked)
     env.reset(seed=1)
     *_, info = env.step(125)  # an agent that ignores masks: a padded slot wraps around to question 125 - 121
-    assert env.unwrapped.core.dialogs[0].questions == (env.features.pool(info["target"])[4],)
+    assert info["dialog"].questions == (env.unwrapped.pool()[4],)
 
 
 def test_pooled_observation_holds_no_rank(world):

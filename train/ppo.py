@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
 
 from ..agents.policy import PolicyQuestioner
 from ..config import ConfigError, dataclass_from
 from ..eval.runner import play_episodes
 from ..metrics import bri, hits_at_k
-from ..sb3_vec_env import PooledVecEnv
+from ..sb3_vec_env import EPISODE_INFO_KEYS, PooledVecEnv
 from ..worlds import build_world
 
 
@@ -127,8 +128,9 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
     train_world = build_world(cfg.world, split="train", num_targets=None, **cfg.world_kwargs)
     val_world = build_world(cfg.world, split="benchmark", target_set="validation", num_targets=cfg.eval_targets, **cfg.world_kwargs)
 
-    # 2. one batched vector env
-    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, top_k=cfg.top_k, seed=cfg.seed)
+    # 2. one batched vector env; VecMonitor keeps episode return, length and time (SB3's ep_info_buffer)
+    venv = VecMonitor(PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, top_k=cfg.top_k,
+                                   seed=cfg.seed), info_keywords=EPISODE_INFO_KEYS)
 
     # 3. the agent (resumed from last.zip when there is one)
     last = out / "last.zip"
