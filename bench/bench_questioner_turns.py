@@ -5,8 +5,13 @@ on a seeded random subset of the Shapes benchmark targets, in both Shapes worlds
 with the per-round Hits@10, mean rank and a hash of every rank. With ``--compare OLD.json`` it fails
 unless every questioner's ranks are identical to the old run's (same targets, same numbers).
 
+With ``--baseline REV`` it measures this tree against the source of git revision REV in one run:
+worker processes of the two trees alternate, world by world, ``--repeats`` times each, so both see the
+same load; turns/s is each tree's best run, and the run fails unless both give identical ranks.
+
     nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --out bench/results/questioner_turns.json
     nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --compare bench/results/questioner_turns_before.json
+    nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --baseline e18d264 --out bench/results/questioner_turns_paired.json
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +67,52 @@ def run(world_name: str, name: str, targets: list[str], world, repeats: int) -> 
     }
 
 
+# Runs one tree's copy of this script with that tree first on the import path, so that the installed
+# (editable) chatir_env of this checkout does not shadow the baseline's modules.
+_WORKER = ("import runpy, sys; tree = sys.argv[1]; sys.path[:0] = [tree, tree + '/bench']; import chatir_env; "
+           "chatir_env.__path__.append(tree); sys.argv = sys.argv[2:]; "
+           "runpy.run_path(tree + '/bench/bench_questioner_turns.py', run_name='__main__')")
+
+
+def paired(args, worlds: list[str], names: list[str]) -> dict:
+    """Alternate worker runs of the baseline revision and of this tree; both trees' results per key."""
+    work = Path(tempfile.mkdtemp(prefix="questioner_turns_"))
+    baseline = work / "baseline"
+    baseline.mkdir()
+    archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    runs: dict[str, dict[str, list[dict]]] = {}
+    for world_name in worlds:
+        for repeat in range(args.repeats):
+            for label, tree in (("baseline", baseline), ("this tree", ROOT)):
+                out = work / f"{label.replace(' ', '_')}_{world_name}_{repeat}.json"
+                command = [sys.executable, "-c", _WORKER, str(tree), "bench_questioner_turns.py", "--world", world_name,
+                           "--num-targets", str(args.num_targets), "--seed", str(args.seed), "--repeats", "1",
+                           "--out", str(out)] + [arg for name in names for arg in ("--questioner", name)]
+                if args.threads:
+                    command += ["--threads", str(args.threads)]
+                print(f"[{world_name} #{repeat + 1}] {label}", flush=True)
+                subprocess.run(command, check=True)
+                for key, row in json.loads(out.read_text())["results"].items():
+                    runs.setdefault(key, {}).setdefault(label, []).append(row)
+    results = {}
+    for key, by_tree in runs.items():
+        before, after = by_tree["baseline"], by_tree["this tree"]
+        hashes = {row["ranks_sha256"] for row in before + after}
+        results[key] = {
+            "baseline_turns_per_s": [row["turns_per_s"] for row in before],
+            "turns_per_s": [row["turns_per_s"] for row in after],
+            "speedup_best": max(row["turns_per_s"] for row in after) / max(row["turns_per_s"] for row in before),
+            "identical_ranks": len(hashes) == 1,
+            "hits@10": after[0]["hits@10"], "baseline_hits@10": before[0]["hits@10"],
+            "ranks_sha256": after[0]["ranks_sha256"],
+        }
+        print(f"{key}: baseline {max(results[key]['baseline_turns_per_s']):.1f}, this tree "
+              f"{max(results[key]['turns_per_s']):.1f} turns/s ({results[key]['speedup_best']:.2f}x); "
+              f"identical ranks: {results[key]['identical_ranks']}", flush=True)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", choices=sorted(POLICIES), action="append")
@@ -71,13 +123,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/questioner_turns.json")
     parser.add_argument("--compare", type=Path, help="a JSON of an earlier run whose ranks must be reproduced exactly")
+    parser.add_argument("--baseline", help="a git revision to measure against in the same run (alternating worker processes)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     worlds = args.world or sorted(POLICIES)
     names = args.questioner or ["greedy_info_gain", "policy"]
     results: dict[str, dict] = {}
-    for world_name in worlds:
+    for world_name in worlds if not args.baseline else []:
         world = build_world(world_name)
         pick = np.random.default_rng(args.seed).choice(len(world.targets), args.num_targets, replace=False)
         targets = [world.targets[i] for i in sorted(pick)]
@@ -87,6 +140,8 @@ def main() -> int:
             results[f"{world_name}/{name}"] = row
             print(f"{world_name:14s} {name:17s} {row['turns_per_s']:8.1f} turns/s  "
                   f"Hits@10 R0 {row['hits@10'][0]:.2f} R5 {row['hits@10'][5]:.2f} R10 {row['hits@10'][10]:.2f}", flush=True)
+    if args.baseline:
+        results = paired(args, worlds, names)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
     out = {
@@ -98,6 +153,8 @@ def main() -> int:
         "seed": args.seed,
         "results": results,
     }
+    if args.baseline:
+        out["baseline"] = subprocess.run(["git", "rev-parse", args.baseline], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     if args.compare:
         old = json.loads(args.compare.read_text())["results"]
         changed = [key for key, row in results.items() if key in old and old[key]["ranks_sha256"] != row["ranks_sha256"]]
@@ -111,6 +168,10 @@ def main() -> int:
     print(f"wrote {args.out}")
     if args.compare and changed:
         print(f"ranks differ from {args.compare.name} for: {', '.join(changed)}", file=sys.stderr)
+        return 1
+    differing = [key for key, row in results.items() if args.baseline and not row["identical_ranks"]]
+    if differing:
+        print(f"ranks differ from {args.baseline} for: {', '.join(differing)}", file=sys.stderr)
         return 1
     return 0
 

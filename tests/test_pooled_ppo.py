@@ -135,3 +135,41 @@ def test_a_policy_for_another_pool_size_or_retriever_is_refused(tmp_path, tiny_w
         PolicyQuestioner(tmp_path / "p.zip").bind_world(learned)  # dialog vectors of 32, not 1522
     with pytest.raises(FileNotFoundError, match="does not exist"):
         PolicyQuestioner(tmp_path / "missing.zip")
+
+
+def test_vec_monitor_keeps_episode_stats_and_action_masks(world):
+    from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from chatir_env.sb3_vec_env import EPISODE_INFO_KEYS
+
+    venv = VecMonitor(PooledVecEnv(world, num_envs=3, max_rounds=2, seed=1), info_keywords=EPISODE_INFO_KEYS)
+    venv.reset()
+    first_ranks = venv.venv.core.ranks.copy()
+    assert is_masking_supported(venv)
+    masks = get_action_masks(venv)
+    assert masks.shape == (3, 121) and masks.all()
+    returns = np.zeros(3)
+    for action in (4, 9):
+        _, rewards, dones, infos = venv.step(np.full(3, action))
+        returns += rewards
+        if not dones.all():
+            masks = get_action_masks(venv)
+            assert not masks[:, 4].any() and masks.sum() == 3 * 120  # the asked question is masked, through VecMonitor
+    assert dones.all()
+    for i, info in enumerate(infos):
+        assert info["episode"]["l"] == 2 and info["episode"]["r"] == pytest.approx(returns[i], abs=1e-5)
+        assert info["episode"]["final_rank"] == info["final_rank"]  # VecMonitor copied the info_keywords
+        # log_rank_delta telescopes: the return is ln(first rank + 1) - ln(final rank + 1)
+        assert returns[i] == pytest.approx(np.log1p(first_ranks[i]) - np.log1p(info["final_rank"]), abs=1e-5)
+
+
+def test_the_pooled_wrapper_reads_public_accessors_only():
+    env = gym.make("ChatIR/ShapesOracle-v0", top_k=10, **SMALL)
+    with pytest.raises(ValueError, match="keeps 10 candidates per round, fewer than top_k=50: build it with top_k=50"):
+        PooledChatIREnv(env)
+    pooled = PooledChatIREnv(gym.make("ChatIR/ShapesOracle-v0", top_k=20, **SMALL), top_k=20)
+    obs, info = pooled.reset(seed=0)
+    assert obs["candidates"].shape == (20,) and obs["candidates"][0] >= obs["candidates"][-1]
+    _, _, _, _, info = pooled.step(7)
+    assert info["question"] == pooled.unwrapped.pool()[7] and pooled.unwrapped.asked()[7]
