@@ -162,6 +162,14 @@ class CoreView:
     asked: np.ndarray | None
 
 
+def _host_array(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array on the host; half-precision kinds numpy lacks (bfloat16) become float32."""
+    tensor = tensor.detach()
+    if tensor.dtype not in (torch.float32, torch.float64, torch.float16):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
 def _read_only(array: np.ndarray | None) -> np.ndarray | None:
     if array is None:
         return None
@@ -286,15 +294,16 @@ class EpisodeBatch:
         """Encode the slots' dialogs, rank their targets, keep vectors and candidates: one score matrix."""
         vectors = self.world.retriever.encode_dialogs([self.dialogs[slot] for slot in slots])
         targets = self._target_positions[slots]
+        vectors_here = _host_array(vectors)
         if self._vectors is None:
-            self._vectors = np.zeros((self.n, vectors.shape[1]), dtype=vectors.detach().cpu().numpy().dtype)
-        self._vectors[slots] = vectors.detach().cpu().numpy()
+            self._vectors = np.zeros((self.n, vectors_here.shape[1]), dtype=vectors_here.dtype)
+        self._vectors[slots] = vectors_here
         if not self.top_k:
             return self.world.index.ranks(vectors, targets).cpu().numpy()
         ranks, (scores, positions) = self.world.index.ranks_and_top_k(vectors, targets, self.top_k)
         if self._candidate_scores is None:
-            self._candidate_scores = np.zeros((self.n, self.top_k), dtype=scores.cpu().numpy().dtype)
-        self._candidate_scores[slots] = scores.cpu().numpy()
+            self._candidate_scores = np.zeros((self.n, self.top_k), dtype=_host_array(scores).dtype)
+        self._candidate_scores[slots] = _host_array(scores)
         self._candidate_positions[slots] = positions.cpu().numpy()
         return ranks.cpu().numpy()
 
