@@ -173,3 +173,29 @@ def test_the_pooled_wrapper_reads_public_accessors_only():
     assert obs["candidates"].shape == (20,) and obs["candidates"][0] >= obs["candidates"][-1]
     _, _, _, _, info = pooled.step(7)
     assert info["question"] == pooled.unwrapped.pool()[7] and pooled.unwrapped.asked()[7]
+
+
+@pytest.mark.parametrize("retriever", ["exact", "learned"])
+def test_policy_features_from_the_core_equal_encoding_the_dialog_again(retriever, tiny_weights):
+    """What a trained policy sees from the core's candidates is bit for bit what encoding the dialog and
+    scoring the corpus again gives (how PolicyQuestioner built its features before it read the core)."""
+    import torch
+
+    from chatir_env.core import EpisodeBatch
+    from chatir_env.pooled import PoolFeatures
+    from chatir_env.worlds.shapes_language import POOL_TEXTS
+
+    kwargs = {"weights": tiny_weights} if retriever == "learned" else {}
+    w = build_world("shapes" if retriever == "learned" else "shapes_oracle", **kwargs, **SMALL)
+    core = EpisodeBatch(w, 6, max_rounds=3, top_k=50, max_pool=121)
+    core.reset(range(6), list(w.targets[:6]))
+    core.step([POOL_TEXTS[i * 11] for i in range(6)])
+    features = PoolFeatures(w, 3, 121, 50)
+    from_core = features.observe_candidates([core.candidates(i) for i in range(6)], core.rounds, core.view().asked)
+    vectors = w.retriever.encode_dialogs(core.dialogs)
+    scores, positions = w.index.top_k(vectors, 50)
+    ids = np.asarray(w.index.ids, dtype=object)[positions.numpy()]
+    again = features.features(vectors.numpy(), core.rounds, scores.numpy(), ids, core.view().asked)
+    for key in again:
+        assert np.array_equal(from_core[key], again[key]), key
+    assert torch.equal(torch.from_numpy(np.array(core.view().vectors)), vectors)
