@@ -23,7 +23,7 @@ class CaptionOnlyQuestioner:
     """Asks nothing: every round's ranking is the caption's (ChatIR's round-0 baseline)."""
 
     def reset(self, captions: Sequence[str], pools: Sequence[Sequence[str]] | None = None) -> None:
-        self._n = len(captions)
+        pass
 
     def ask(self, observations: Sequence[dict]) -> list[str | None]:
         return [None] * len(observations)

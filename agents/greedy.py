@@ -6,6 +6,9 @@ pool question, and ask the unasked question whose answer distribution over those
 the highest entropy — the expected information gain about which candidate is the target, when
 answers are deterministic. Candidates are weighted by the posterior ``softmax(score)`` when the
 retriever's scores are log-likelihoods (the exact Shapes retriever), uniformly otherwise.
+
+The candidates are the ones the core ranked this round (``observation["candidates"]``, handed over by
+the eval runner because the questioner sets ``candidate_top_k``): nothing is encoded or scored here.
 """
 
 from __future__ import annotations
@@ -13,27 +16,26 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from ..answer_entropy import answer_entropies
-from ..spaces import observation_dialog
-
-
-def candidate_weights(scores: torch.Tensor, log_likelihoods: bool) -> np.ndarray:
-    if log_likelihoods:
-        return torch.softmax(scores.double(), dim=1).cpu().numpy()
-    return np.full(scores.shape, 1.0 / scores.shape[1])
+from ..answer_entropy import information_gain
 
 
 class GreedyInfoGainQuestioner:
     """Asks the pool question with the largest answer entropy over the top candidates.
 
-    Needs a world with ``pool_answers`` (Shapes); ``bind_world`` is called by the benchmark.
+    Needs a world with ``pool_answers`` (Shapes); ``bind_world`` is called by the benchmark. Each
+    observation must hold ``candidates`` (a ``chatir_env.core.Candidates`` of at least ``top_k`` items),
+    as the eval runner gives a questioner whose ``candidate_top_k`` is set.
     """
 
     def __init__(self, top_k: int = 50):
         self.top_k = top_k
         self.world = None
+
+    @property
+    def candidate_top_k(self) -> int:
+        """How many of the core's top candidates each observation must carry."""
+        return self.top_k
 
     def bind_world(self, world) -> None:
         if world.pool_answers is None:
@@ -47,14 +49,13 @@ class GreedyInfoGainQuestioner:
 
     def information_gain(self, observations: Sequence[dict]) -> np.ndarray:
         """``[n, pool]`` entropy of each pool question's answer over each episode's top candidates."""
-        world = self.world
-        dialogs = [observation_dialog(o) for o in observations]
-        vectors = world.retriever.encode_dialogs(dialogs)
-        top_scores, top_positions = world.index.top_k(vectors, self.top_k)
-        ids = np.asarray(world.index.ids, dtype=object)[top_positions.cpu().numpy()]
-        codes = np.stack([np.asarray(world.pool_answers(list(row))) for row in ids])
-        weights = candidate_weights(top_scores, getattr(world.retriever, "scores_are_log_likelihoods", False))
-        return answer_entropies(codes, weights)
+        if any("candidates" not in o for o in observations):
+            raise ValueError("GreedyInfoGainQuestioner reads observation['candidates'] (the core's top candidates); "
+                             "play it with chatir_env.eval.runner.play_episodes or pass ChatIREnv's info['candidates']")
+        ids = np.array([o["candidates"].ids[: self.top_k] for o in observations], dtype=object)
+        scores = np.stack([o["candidates"].scores[: self.top_k] for o in observations])
+        log_likelihoods = getattr(self.world.retriever, "scores_are_log_likelihoods", False)
+        return information_gain(self.world, ids, scores, 1.0 if log_likelihoods else None)
 
     def ask(self, observations: Sequence[dict]) -> list[str]:
         gain = self.information_gain(observations)

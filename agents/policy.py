@@ -8,7 +8,6 @@ from typing import Sequence
 import numpy as np
 
 from ..pooled import PoolFeatures, pool_masks
-from ..spaces import observation_dialog
 
 
 def load_policy(path: str | Path):
@@ -31,6 +30,8 @@ class PolicyQuestioner:
     ``policy`` is a path (a MaskablePPO ``.zip`` checkpoint, or a ``.pt`` policy exported without
     optimiser state, as shipped) or a loaded model or policy. The world is bound by the benchmark
     (``bind_world``); a policy trained for another pool size or retriever is refused with the sizes.
+    Its features are built from ``observation["candidates"]`` (the core's top candidates and dialog
+    vector, handed over by the eval runner because ``candidate_top_k`` is set): nothing is encoded here.
     """
 
     def __init__(self, policy, deterministic: bool = True, top_k: int | None = None):
@@ -40,6 +41,11 @@ class PolicyQuestioner:
         self.deterministic = deterministic
         self.top_k = top_k
         self.features: PoolFeatures | None = None
+
+    @property
+    def candidate_top_k(self) -> int:
+        """How many of the core's top candidates each observation must carry (known once a world is bound)."""
+        return self.features.top_k if self.features is not None else 0
 
     def bind_world(self, world) -> None:
         space = self.model.observation_space
@@ -66,14 +72,16 @@ class PolicyQuestioner:
         self.pools = [list(p) for p in pools]
 
     def ask(self, observations: Sequence[dict]) -> list[str]:
-        dialogs = [observation_dialog(o) for o in observations]
-        asked = np.zeros((len(dialogs), self.features.max_pool), bool)
-        for i, (d, pool) in enumerate(zip(dialogs, self.pools)):
+        if any("candidates" not in o for o in observations):
+            raise ValueError("PolicyQuestioner reads observation['candidates'] (the core's top candidates); "
+                             "play it with chatir_env.eval.runner.play_episodes or pass ChatIREnv's info['candidates']")
+        asked = np.zeros((len(observations), self.features.max_pool), bool)
+        for i, (o, pool) in enumerate(zip(observations, self.pools)):
             index = {q: j for j, q in enumerate(pool)}
-            for q in d.questions:
+            for q in o["questions"][: o["round"]]:
                 if q in index:
                     asked[i, index[q]] = True
-        obs = self.features.observe_dialogs(dialogs, self.pools, asked)
+        obs = self.features.observe_candidates([o["candidates"] for o in observations], [o["round"] for o in observations], asked)
         masks = pool_masks(self.pools, asked, self.features.max_pool)
         actions, _ = self.model.predict(obs, deterministic=self.deterministic, action_masks=masks)
         return [pool[int(a)] for pool, a in zip(self.pools, np.asarray(actions).reshape(-1))]

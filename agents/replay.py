@@ -54,11 +54,11 @@ the whole recorded turn string, exactly as the file's dialog holds them.
 from __future__ import annotations
 
 import os
-import re
 import unicodedata
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from ..answerers.replay import sanitize_question  # the world's pools sanitize recorded questions the same way
 from ..data.chatir_files import DIALOG_FILES, clean_question, default_data_dir, load_dialog_file
 from ..dialog import Dialog
 
@@ -73,7 +73,6 @@ FILE_ALIASES: dict[str, str] = {
     "unanswered_chatgpt": "Unanswered_ChatGPT_BLIP2.json",
 }
 QUESTION_MODES = ("sanitized", "exact", "clean")
-_CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 def resolve_dialog_file(dialog_file: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
@@ -98,11 +97,6 @@ def normalize_caption(caption: str) -> str:
     folded = unicodedata.normalize("NFKD", caption)
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return " ".join(folded.casefold().split()).strip(" .,;:!?\"'")
-
-
-def sanitize_question(question: str) -> str:
-    """Each run of control characters (line breaks, tabs) becomes one space."""
-    return _CONTROL_RUN.sub(" ", question)
 
 
 class ReplayQuestioner:

@@ -1,12 +1,16 @@
 """How much asking a question would tell: the entropy of its answers over weighted candidates.
 
-Shared by the greedy questioner (which asks the question that maximises it) and the pooled PPO
-observation (which shows it to the policy as a feature).
+One function, ``information_gain``, serves the greedy questioner (which asks the question that
+maximises it) and the pooled PPO observation (which shows it to the policy as a feature); they differ
+only in how candidates are weighted, which each passes as ``softmax_scale``.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+import torch
 
 
 def answer_entropies(codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -22,3 +26,41 @@ def answer_entropies(codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     mass = mass / mass.sum(axis=2, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         return -np.where(mass > 0, mass * np.log(mass), 0.0).sum(axis=2)
+
+
+def candidate_weights(scores: np.ndarray, softmax_scale: float | None) -> np.ndarray:
+    """``float64[n, K]`` weights of K candidates per episode from their retrieval scores.
+
+    Args:
+        scores: ``[n, K]`` scores, best first.
+        softmax_scale: ``softmax(scale * scores)`` (1.0 turns the exact scorer's log-likelihoods into the
+            posterior); None weights every candidate alike.
+
+    Returns:
+        Rows summing to 1.
+    """
+    scores = np.asarray(scores)
+    if softmax_scale is None:
+        return np.full(scores.shape, 1.0 / scores.shape[1])
+    return torch.softmax(torch.from_numpy(np.array(scores)).double() * softmax_scale, dim=1).numpy()
+
+
+def information_gain(world, candidate_ids: np.ndarray | Sequence[Sequence[str]], scores: np.ndarray,
+                     softmax_scale: float | None) -> np.ndarray:
+    """``float64[n, P]``: the entropy (nats) of each pool question's answers over each episode's candidates.
+
+    The expected information gain about which candidate is the target, when answers are deterministic.
+
+    Args:
+        world: a world with ``pool_answers`` (the answer code each corpus item gets to each pool question).
+        candidate_ids: ``[n, K]`` corpus ids of each episode's candidates (``EpisodeBatch.candidate_ids``).
+        scores: ``[n, K]`` their scores.
+        softmax_scale: how candidates are weighted (see ``candidate_weights``).
+
+    Raises:
+        ValueError: the world cannot answer for candidates.
+    """
+    if world.pool_answers is None:
+        raise ValueError(f"world {world.name!r} cannot answer pool questions for candidates (no pool_answers)")
+    codes = np.stack([np.asarray(world.pool_answers(list(row))) for row in candidate_ids])
+    return answer_entropies(codes, candidate_weights(scores, softmax_scale))

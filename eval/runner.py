@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import EpisodeBatch, InvalidQuestionError, validate_question
+from ..core import EpisodeBatch
 from ..dialog import Dialog
 from ..spaces import dialog_observation
 from ..worlds.base import World
@@ -23,7 +23,6 @@ class EpisodeRecord:
     dialogs: list[Dialog]
     invalid_questions: int = 0
     passes: int = 0
-    errors: list[str] = field(default_factory=list)
 
     @property
     def repeated_question_rate(self) -> float:
@@ -51,44 +50,43 @@ def play_episodes(
 ) -> EpisodeRecord:
     """Run ``questioner`` for ``max_rounds`` on each target (the world's benchmark targets by default).
 
-    A question that the env would refuse (empty, too long, not a string) is counted in
-    ``invalid_questions`` and that episode skips the round, instead of ending the run; a
-    questioner that returns None for an episode passes (the caption-only baseline).
+    Rounds are played by ``EpisodeBatch`` with ``invalid="pass"``: a question the env would refuse
+    (empty, too long, not a string) is counted in ``invalid_questions`` and that episode skips the
+    round, instead of ending the run; a questioner that returns None for an episode passes (the
+    caption-only baseline). Either way the round is used up.
+
+    Observations are ``ChatIREnv``'s, plus ``round_index`` (the round being played, passes included)
+    and, for a questioner with a ``candidate_top_k`` attribute > 0, ``candidates``: the episode's
+    ``chatir_env.core.Candidates`` from the ranking the core just did (what ``ChatIREnv`` puts in
+    ``info["candidates"]``), so the questioner never encodes the dialog or scores the corpus itself.
     """
     targets = list(world.targets if targets is None else targets)
     ranks = np.zeros((max_rounds + 1, len(targets)), dtype=np.int64)
     dialogs: list[Dialog] = []
     invalid = passes = 0
+    top_k = int(getattr(questioner, "candidate_top_k", 0) or 0)
     bar = tqdm(total=len(targets) * max_rounds, desc=desc, unit="turn", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(targets), batch_size):
         batch = targets[start : start + batch_size]
-        core = EpisodeBatch(world, len(batch), max_rounds, max_question_chars=max_question_chars)
+        core = EpisodeBatch(world, len(batch), max_rounds, max_question_chars=max_question_chars, invalid="pass", top_k=top_k)
         core.reset(range(len(batch)), batch)
         pools = [list(world.question_pool(t)) for t in batch] if world.question_pool else None
         questioner.reset([world.captions[t] for t in batch], pools)
-        ranks[0, start : start + len(batch)] = core.ranks
-        for r in range(1, max_rounds + 1):
+        for round_index in range(max_rounds):
             observations = [dialog_observation(d, max_rounds, max_question_chars) for d in core.dialogs]
-            # The runner counts rounds, not the dialog: a pass leaves the dialog one turn short.
-            for obs in observations:
-                obs["round_index"] = r - 1
+            for slot, obs in enumerate(observations):
+                # The runner counts rounds, not the dialog: a pass leaves the dialog one turn short.
+                obs["round_index"] = round_index
+                if top_k:
+                    obs["candidates"] = core.candidates(slot)
             questions = questioner.ask(observations)
             if len(questions) != len(batch):
                 raise ValueError(f"questioner returned {len(questions)} questions for {len(batch)} episodes")
-            slots, asked = [], []
-            for slot, q in enumerate(questions):
-                if q is None:
-                    passes += 1
-                    continue
-                try:
-                    asked.append(validate_question(q, max_question_chars, slot))
-                    slots.append(slot)
-                except InvalidQuestionError:
-                    invalid += 1
-            if slots:
-                core.step(asked, slots)
-            ranks[r, start : start + len(batch)] = core.ranks
+            result = core.step(list(questions))
+            invalid += int(result.invalid.sum())
+            passes += int((result.passed & ~result.invalid).sum())
             bar.update(len(batch))
+        ranks[:, start : start + len(batch)] = core.rank_record()
         dialogs.extend(core.dialogs)
     bar.close()
     return EpisodeRecord(targets, ranks, dialogs, invalid, passes)

@@ -3,6 +3,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.utils.env_checker import check_env
 
 import chatir_env  # noqa: F401  (registers the envs)
@@ -60,7 +61,7 @@ def test_episode_ends_after_max_rounds_and_rewards_telescope(oracle_env):
         assert obs["round"] == r + 1
     # log_rank_delta sums to ln(r0 + 1) - ln(r10 + 1)
     assert total == pytest.approx(math.log(first_rank + 1) - math.log(info["rank"] + 1))
-    with pytest.raises(RuntimeError, match="max_rounds"):
+    with pytest.raises(ResetNeeded, match="max_rounds"):
         oracle_env.step("how many objects are there?")
 
 
@@ -156,3 +157,32 @@ def test_render_modes(oracle_env):
     env.reset(seed=0)
     frame = env.render()
     assert frame.dtype == np.uint8 and frame.shape[2] == 3
+
+
+def test_unicode_questions_keep_their_exact_text_in_info(oracle_env):
+    _, info = oracle_env.reset(seed=2)
+    obs, _, _, _, info = oracle_env.step("★ café?")
+    # the observation follows the stated character rule: accents fold, other non-ASCII is dropped
+    assert obs["questions"][0] == " cafe?"
+    assert info["question"] == "★ café?" and info["dialog"].questions == ("★ café?",)
+    assert info["answer"] == info["dialog"].answers[0]
+
+
+def test_info_candidates_come_from_the_ranking_of_the_step(oracle_env):
+    _, info = oracle_env.reset(seed=4)
+    *_, info = oracle_env.step("what is in the center?")
+    candidates = info["candidates"]
+    assert len(candidates.ids) == 50 and list(candidates.scores) == sorted(candidates.scores, reverse=True)
+    # the same top 50 as scoring the corpus again with the dialog vector that ranked the step
+    import torch
+
+    scores, positions = oracle_env.unwrapped.world.index.top_k(torch.from_numpy(np.array(candidates.dialog_vector))[None], 50)
+    assert scores[0].tolist() == candidates.scores.tolist()
+    assert [oracle_env.unwrapped.world.index.ids[p] for p in candidates.positions] == list(candidates.ids)
+    assert oracle_env.unwrapped.candidates() == candidates
+
+
+def test_a_step_before_reset_needs_a_reset():
+    env = gym.make("ChatIR/ShapesOracle-v0", disable_env_checker=True, **SMALL).unwrapped
+    with pytest.raises(ResetNeeded, match="reset"):
+        env.step("what is in the center?")

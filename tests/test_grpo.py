@@ -18,7 +18,7 @@ from chatir_env.agents import make_questioner
 from chatir_env.agents.lm import LMQuestioner, chat_ids, dialog_messages
 from chatir_env.eval.report import summarize_record
 from chatir_env.eval.runner import play_episodes
-from chatir_env.train import grpo
+from chatir_env.train import grpo, grpo_rollout
 from chatir_env.train.grpo import EnvConfig, EpisodeRollout
 from chatir_env.train.shapes_lm import build_shapes_lm, build_shapes_tokenizer, shapes_sft_examples
 from chatir_env.worlds import build_world
@@ -153,7 +153,7 @@ def test_rollout_penalises_empty_and_non_questions_without_crashing(world, tok, 
     def fake_generate(model, tokenizer, contexts, *args, **kwargs):
         return [list(script[i % len(script)]) for i in range(len(contexts))], [[-0.5] * len(script[i % len(script)]) for i in range(len(contexts))]
 
-    monkeypatch.setattr(grpo, "generate_batch", fake_generate)
+    monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
     env = EnvConfig(max_rounds=2, invalid_question_penalty=0.75)
     rollout = EpisodeRollout(world, tok, env)
     targets = list(world.targets[:5])
@@ -379,3 +379,28 @@ def test_shipped_questioners_load_by_name():
     assert sum(parse_question(a) is not None for a in asked) >= 6
     with pytest.raises(FileNotFoundError, match="shipped models"):
         LMQuestioner("no_such_model")
+
+
+def test_the_warm_start_is_an_explicit_sft_step_before_grpo(tmp_path):
+    import yaml
+
+    sft_dir = tmp_path / "sft"
+    sft_config = {"stage": "sft", "threads": 1, "out_dir": str(sft_dir), "model": {"build": "shapes_tiny", "config": TINY},
+                  "data": {"num_examples": 16, "max_rounds": 2, "corpus_size": 300},
+                  "env": {"max_question_tokens": 8},
+                  "sft": {"max_steps": 1, "per_device_train_batch_size": 8, "save_strategy": "no", "report_to": []},
+                  "eval": {"enabled": False}}
+    sft_path = tmp_path / "sft.yaml"
+    sft_path.write_text(yaml.safe_dump(sft_config))
+    model = {"path": str(sft_dir / "final"), "warm_start": str(sft_path)}
+    grpo.run_warm_start(model, "test")  # the SFT stage runs because model.path is missing
+    meta = json.loads((sft_dir / "final" / "chatir_questioner.json").read_text())
+    assert meta["stage"] == "sft"
+    stamp = (sft_dir / "final" / "chatir_questioner.json").stat().st_mtime_ns
+    grpo.run_warm_start(model, "test")  # present now: nothing runs again
+    assert (sft_dir / "final" / "chatir_questioner.json").stat().st_mtime_ns == stamp
+    from chatir_env.config import ConfigError
+
+    sft_path.write_text(yaml.safe_dump({**sft_config, "stage": "grpo"}))
+    with pytest.raises(ConfigError, match="must be an SFT config"):
+        grpo.run_warm_start({"path": str(tmp_path / "missing"), "warm_start": str(sft_path)}, "test")

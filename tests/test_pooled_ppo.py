@@ -41,7 +41,7 @@ def test_masks_never_allow_an_asked_or_padded_question(world):
         assert obs["asked"][asked].all() and obs["asked"].sum() == len(asked)
     env.reset(seed=1)
     *_, info = env.step(125)  # an agent that ignores masks: a padded slot wraps around to question 125 - 121
-    assert env.unwrapped.core.dialogs[0].questions == (env.features.pool(info["target"])[4],)
+    assert info["dialog"].questions == (env.unwrapped.pool()[4],)
 
 
 def test_pooled_observation_holds_no_rank(world):
@@ -135,3 +135,67 @@ def test_a_policy_for_another_pool_size_or_retriever_is_refused(tmp_path, tiny_w
         PolicyQuestioner(tmp_path / "p.zip").bind_world(learned)  # dialog vectors of 32, not 1522
     with pytest.raises(FileNotFoundError, match="does not exist"):
         PolicyQuestioner(tmp_path / "missing.zip")
+
+
+def test_vec_monitor_keeps_episode_stats_and_action_masks(world):
+    from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from chatir_env.sb3_vec_env import EPISODE_INFO_KEYS
+
+    venv = VecMonitor(PooledVecEnv(world, num_envs=3, max_rounds=2, seed=1), info_keywords=EPISODE_INFO_KEYS)
+    venv.reset()
+    first_ranks = venv.venv.core.ranks.copy()
+    assert is_masking_supported(venv)
+    masks = get_action_masks(venv)
+    assert masks.shape == (3, 121) and masks.all()
+    returns = np.zeros(3)
+    for action in (4, 9):
+        _, rewards, dones, infos = venv.step(np.full(3, action))
+        returns += rewards
+        if not dones.all():
+            masks = get_action_masks(venv)
+            assert not masks[:, 4].any() and masks.sum() == 3 * 120  # the asked question is masked, through VecMonitor
+    assert dones.all()
+    for i, info in enumerate(infos):
+        assert info["episode"]["l"] == 2 and info["episode"]["r"] == pytest.approx(returns[i], abs=1e-5)
+        assert info["episode"]["final_rank"] == info["final_rank"]  # VecMonitor copied the info_keywords
+        # log_rank_delta telescopes: the return is ln(first rank + 1) - ln(final rank + 1)
+        assert returns[i] == pytest.approx(np.log1p(first_ranks[i]) - np.log1p(info["final_rank"]), abs=1e-5)
+
+
+def test_the_pooled_wrapper_reads_public_accessors_only():
+    env = gym.make("ChatIR/ShapesOracle-v0", top_k=10, **SMALL)
+    with pytest.raises(ValueError, match="keeps 10 candidates per round, fewer than top_k=50: build it with top_k=50"):
+        PooledChatIREnv(env)
+    pooled = PooledChatIREnv(gym.make("ChatIR/ShapesOracle-v0", top_k=20, **SMALL), top_k=20)
+    obs, info = pooled.reset(seed=0)
+    assert obs["candidates"].shape == (20,) and obs["candidates"][0] >= obs["candidates"][-1]
+    _, _, _, _, info = pooled.step(7)
+    assert info["question"] == pooled.unwrapped.pool()[7] and pooled.unwrapped.asked()[7]
+
+
+@pytest.mark.parametrize("retriever", ["exact", "learned"])
+def test_policy_features_from_the_core_equal_encoding_the_dialog_again(retriever, tiny_weights):
+    """What a trained policy sees from the core's candidates is bit for bit what encoding the dialog and
+    scoring the corpus again gives (how PolicyQuestioner built its features before it read the core)."""
+    import torch
+
+    from chatir_env.core import EpisodeBatch
+    from chatir_env.pooled import PoolFeatures
+    from chatir_env.worlds.shapes_language import POOL_TEXTS
+
+    kwargs = {"weights": tiny_weights} if retriever == "learned" else {}
+    w = build_world("shapes" if retriever == "learned" else "shapes_oracle", **kwargs, **SMALL)
+    core = EpisodeBatch(w, 6, max_rounds=3, top_k=50, max_pool=121)
+    core.reset(range(6), list(w.targets[:6]))
+    core.step([POOL_TEXTS[i * 11] for i in range(6)])
+    features = PoolFeatures(w, 3, 121, 50)
+    from_core = features.observe_candidates([core.candidates(i) for i in range(6)], core.rounds, core.view().asked)
+    vectors = w.retriever.encode_dialogs(core.dialogs)
+    scores, positions = w.index.top_k(vectors, 50)
+    ids = np.asarray(w.index.ids, dtype=object)[positions.numpy()]
+    again = features.features(vectors.numpy(), core.rounds, scores.numpy(), ids, core.view().asked)
+    for key in again:
+        assert np.array_equal(from_core[key], again[key]), key
+    assert torch.equal(torch.from_numpy(np.array(core.view().vectors)), vectors)

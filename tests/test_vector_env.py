@@ -53,3 +53,32 @@ def test_vector_env_refuses_a_wrong_number_of_questions():
     envs.reset(seed=0)
     with pytest.raises(ValueError, match="needs 2 questions, got 1"):
         envs.step(["what is in the center?"])
+
+
+def test_infos_have_gymnasium_masks_and_stock_vector_wrappers_read_them():
+    from gymnasium.wrappers.vector import DictInfoToList, RecordEpisodeStatistics
+
+    envs = DictInfoToList(RecordEpisodeStatistics(ChatIRVectorEnv(2, world="shapes_oracle", max_rounds=2, **SMALL)))
+    obs, infos = envs.reset(seed=0)
+    assert isinstance(infos, list) and len(infos) == 2 and {"rank", "target", "dialog"} <= set(infos[0])
+    total = np.zeros(2)
+    for r in range(2):
+        obs, rewards, terminated, truncated, infos = envs.step(["what is in the center?", "where is the star?"])
+        total += rewards
+    assert terminated.all()
+    # DictInfoToList turned the _key-masked arrays into one dict per env, final_info included
+    for i in range(2):
+        assert infos[i]["final_info"]["round"] == 2 and infos[i]["round"] == 0
+        assert infos[i]["final_info"]["question"] == ["what is in the center?", "where is the star?"][i]
+        # RecordEpisodeStatistics summed the episode's rewards and counted its 2 steps
+        assert infos[i]["episode"]["r"] == pytest.approx(total[i]) and infos[i]["episode"]["l"] == 2
+
+
+def test_vector_infos_follow_add_info():
+    envs = ChatIRVectorEnv(3, world="shapes_oracle", max_rounds=1, **SMALL)
+    envs.reset(seed=0)
+    *_, infos = envs.step(["what is in the center?"] * 3)
+    assert infos["_final_info"].tolist() == [True] * 3 and infos["_final_obs"].tolist() == [True] * 3
+    assert infos["final_info"]["_rank"].all() and infos["final_info"]["rank"].dtype == np.int64
+    assert infos["final_obs"][1]["questions"][0] == "what is in the center?"
+    assert infos["_rank"].all() and infos["round"].tolist() == [0, 0, 0]

@@ -27,7 +27,8 @@ from chatir_env.dialog import Dialog  # noqa: E402
 from chatir_env.pooled import PooledChatIREnv  # noqa: E402
 from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
-from chatir_env.worlds.visdial import ReplayAnswerer, VisDialSetupError, pool_question  # noqa: E402
+from chatir_env.answerers.replay import ReplayAnswerer  # noqa: E402
+from chatir_env.worlds.visdial import VisDialSetupError, pool_question  # noqa: E402
 from test_hf_models import bert_tokenizer, noise_images, tiny_blip, tiny_blip2  # noqa: E402
 
 torch.set_num_threads(1)  # test_hf_models sets 2; this box is shared

@@ -28,6 +28,7 @@ import torch
 from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
 
 from ..agents.policy import PolicyQuestioner
 from ..atomic import atomic_write, atomic_write_json
@@ -36,7 +37,7 @@ from ..eval.runner import play_episodes
 from ..metrics import bri, hits_at_k
 from ..progress import progress
 from ..rewards import REWARDS
-from ..sb3_vec_env import PooledVecEnv
+from ..sb3_vec_env import EPISODE_INFO_KEYS, PooledVecEnv
 from ..worlds import build_world, check_world_args, world_names
 
 # World arguments the trainer sets itself: the train split for training, held-out targets for validation.
@@ -235,10 +236,10 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
     train_world = build_world(cfg.world, split="train", num_targets=None, **cfg.world_kwargs)
     val_world = build_world(cfg.world, num_targets=cfg.eval_targets, **{**cfg.world_kwargs, **cfg.validation})
 
-    # 2. one batched vector env
+    # 2. one batched vector env; VecMonitor keeps episode return, length and time (SB3's ep_info_buffer)
     max_pool = cfg.max_pool or train_world.config.get("max_pool")
-    venv = PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, max_pool=max_pool,
-                        top_k=cfg.top_k, seed=cfg.seed)
+    venv = VecMonitor(PooledVecEnv(train_world, cfg.num_envs, cfg.max_rounds, cfg.reward, cfg.hit_bonus, max_pool=max_pool,
+                                   top_k=cfg.top_k, seed=cfg.seed), info_keywords=EPISODE_INFO_KEYS)
 
     # 3. the agent (resumed from last.zip when there is one)
     last = out / "last.zip"

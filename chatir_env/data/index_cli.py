@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -41,11 +40,8 @@ import torch
 
 from ..atomic import atomic_write
 from ..index import CONTENT_HASH_KEY, ImageIndex, IndexMismatchError
+from ..retrievers.registry import NAMED_RETRIEVERS, load_retriever  # noqa: F401  (re-exported: index_cli.load_retriever)
 
-NAMED_RETRIEVERS = {
-    "blip": "chatir_env.retrievers.blip:BlipDialogRetriever",
-    "clip": "chatir_env.retrievers.clip:ClipRetriever",
-}
 
 
 class IndexLockedError(RuntimeError):
@@ -60,34 +56,6 @@ def parse_retriever_args(pairs: Iterable[str] | None) -> dict[str, Any]:
     from ..config import parse_key_values
 
     return parse_key_values(pairs, option="--retriever-arg")
-
-
-def load_retriever(spec: str, *, model: str | None = None, device: str | None = None, **kwargs: Any):
-    """Build a retriever from a name (``blip``, ``clip``) or an import path ``module:attr``."""
-    target = NAMED_RETRIEVERS.get(spec, spec)
-    module_name, sep, attr = target.partition(":")
-    if not sep or not attr:
-        raise ValueError(
-            f"retriever {spec!r} is neither a known name ({', '.join(NAMED_RETRIEVERS)}) nor an import path module:attr"
-        )
-    try:
-        obj = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"retriever {spec!r}: cannot import {module_name} ({err})") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"retriever {spec!r}: {module_name} has no attribute {attr!r}") from None
-    if device is not None:
-        kwargs["device"] = device
-    if model is not None:
-        if not hasattr(obj, "from_pretrained"):
-            raise ValueError(f"retriever {spec!r} has no from_pretrained, so --model cannot be used with it")
-        return obj.from_pretrained(model, **kwargs)
-    if isinstance(obj, type) or callable(obj) and not hasattr(obj, "encode_images"):
-        return obj(**kwargs)
-    return obj
 
 
 def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:

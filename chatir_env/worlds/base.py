@@ -46,7 +46,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.index.check_compatible(self.retriever.fingerprint)
-        self.target_positions = self.index.positions(self.targets)
+        self.index.positions(self.targets)  # raises UnknownTargetError naming a target outside the corpus
         missing = [t for t in self.targets if t not in self.captions]
         if missing:
             raise ValueError(f"world {self.name!r}: targets without a caption, e.g. {missing[:3]}")
