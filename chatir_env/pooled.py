@@ -56,7 +56,8 @@ class PoolFeatures:
     def features(self, vectors, rounds, scores, candidate_ids, asked) -> dict:
         """The observation dict from dialog vectors ``[n, d]``, rounds ``[n]``, candidates ``[n, k]`` and asked ``[n, >= max_pool]``."""
         n = len(rounds)
-        if scores.shape[1] < self.top_k:
+        # A corpus smaller than top_k gives all its items; the profile is zero-padded, as the policy saw in training.
+        if scores.shape[1] < min(self.top_k, len(self.world.index)):
             raise ValueError(f"pooled features need {self.top_k} candidates per episode, got {scores.shape[1]}: raise top_k")
         scores, candidate_ids = scores[:, : self.top_k], candidate_ids[:, : self.top_k]
         dialog = torch.nn.functional.normalize(torch.from_numpy(np.array(vectors)).float(), dim=1).numpy().astype(np.float32)
