@@ -4,6 +4,9 @@ Importing the package registers the environments:
 
 - ``ChatIR/Shapes-v0``: procedural Shapes scenes, scene oracle, learned dual-encoder retriever (CPU).
 - ``ChatIR/ShapesOracle-v0``: the same world ranked by the exact log-likelihood retriever.
+
+Both Shapes envs play the ``train`` split's targets unless ``split="benchmark"`` is given: a training
+loop built with ``gymnasium.make`` never sees a benchmark target by default.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -14,8 +17,8 @@ from .metrics import bri, hits_at_k, target_ranks
 __version__ = "0.1.0"
 
 _ENVS = {
-    "ChatIR/Shapes-v0": {"world": "shapes"},
-    "ChatIR/ShapesOracle-v0": {"world": "shapes_oracle"},
+    "ChatIR/Shapes-v0": {"world": "shapes", "split": "train"},
+    "ChatIR/ShapesOracle-v0": {"world": "shapes_oracle", "split": "train"},
     "ChatIR/VisDial-v0": {"world": "visdial"},
     "ChatIR/VisDialReplay-v0": {"world": "visdial_replay"},
 }

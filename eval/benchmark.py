@@ -6,12 +6,16 @@ Config (YAML)::
     max_rounds: 10
     num_targets: 2064            # the first n benchmark targets of each world (null: all)
     worlds:                      # each: a label, a registered world, and its keyword arguments
-      - {name: learned, world: shapes}
-      - {name: exact, world: shapes_oracle, args: {answer_noise: 0.0}}
+      - {name: learned, world: shapes, args: {split: benchmark}}
+      - {name: exact, world: shapes_oracle, args: {split: benchmark, answer_noise: 0.0}}
     questioners:                 # each: a label, a short name or package.module:Class, its arguments
       - {name: random, questioner: random, args: {seed: 0}}
       - {name: ppo, questioner: policy, args: {policy: "package:agents/policies/ppo_shapes_oracle.pt"}, worlds: [exact]}
     out_dir: runs/shapes_demo
+
+A world with splits (the Shapes worlds) is built on its ``benchmark`` split unless its ``args`` name
+another; what each world was built with (``world.config``, split included) is recorded in results.json
+under ``config.world_configs``. Each world is built once and shared by every questioner run on it.
 
 A questioner that raises is reported and skipped; the others' results are still written. Results are
 rewritten (atomically) after every run, so an interrupted benchmark keeps what it finished.
@@ -46,6 +50,16 @@ def resolve_args(args: dict) -> dict:
     return out
 
 
+def world_args(entry: dict) -> dict:
+    """A config world's keyword arguments, with ``split: benchmark`` for worlds that have splits unless named."""
+    from ..worlds.shapes import SPLIT_WORLDS
+
+    args = dict(entry.get("args") or {})
+    if entry["world"] in SPLIT_WORLDS:
+        args.setdefault("split", "benchmark")
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.out_dir:
@@ -70,12 +84,14 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
     out_dir = Path(config.get("out_dir", f"runs/{config.get('name', 'benchmark')}"))
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
+    world_configs: dict[str, dict] = {}
     for w in config["worlds"]:
         if "world" not in w:
             raise ConfigError(f"{where}: each world needs a 'world' field, got {w}")
         label = w.get("name", w["world"])
         t0 = time.time()
-        world = build_world(w["world"], **(w.get("args") or {}))
+        world = build_world(w["world"], **world_args(w))
+        world_configs[label] = world.config
         targets = list(world.targets)[: num_targets or None]
         print(f"[{label}] world {w['world']}: {len(world.index)} corpus items, {len(targets)} targets ({time.time() - t0:.1f}s to build)")
         for q in config["questioners"]:
@@ -102,7 +118,7 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
                 traceback.print_exc()
-            write_results(out_dir, rows, {**config, "failures": failures}, title=config.get("name", ""))
+            write_results(out_dir, rows, {**config, "world_configs": world_configs, "failures": failures}, title=config.get("name", ""))
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")
