@@ -118,7 +118,8 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
                 traceback.print_exc()
-            write_results(out_dir, rows, {**config, "world_configs": world_configs, "failures": failures}, title=config.get("name", ""))
+            recorded = {**config, "world_configs": world_configs, "failures": failures}
+            write_results(out_dir, rows, recorded, title=config.get("name", ""))
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")
