@@ -18,7 +18,8 @@ another; what each world was built with (``world.config``, split included) is re
 under ``config.world_configs``. Each world is built once and shared by every questioner run on it.
 
 A questioner that raises is reported and skipped; the others' results are still written. Results are
-rewritten (atomically) after every run, so an interrupted benchmark keeps what it finished.
+rewritten (atomically) after every run, so an interrupted benchmark keeps what it finished; the plot is
+drawn once, when all runs are done.
 """
 
 from __future__ import annotations
@@ -118,8 +119,11 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
                 traceback.print_exc()
+            # The figures after every run, so an interrupted benchmark keeps what it finished; the plot once, at the end.
             recorded = {**config, "world_configs": world_configs, "failures": failures}
-            write_results(out_dir, rows, recorded, title=config.get("name", ""))
+            write_results(out_dir, rows, recorded, plot=False)
+    recorded = {**config, "world_configs": world_configs, "failures": failures}
+    write_results(out_dir, rows, recorded, title=config.get("name", ""))
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")
