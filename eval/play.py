@@ -326,7 +326,7 @@ def play_session(
     Raises:
         ValueError: a role the world cannot play (no answerer, no questioner, no targets) or an unknown target.
     """
-    from ..core import EpisodeBatch, InvalidQuestionError
+    from ..core import EpisodeBatch, InvalidQuestionError, validate_question
     from ..dialog import Dialog
     from ..rewards import RewardFn
     from ..spaces import dialog_observation
@@ -413,14 +413,15 @@ def play_session(
                     term.say(f"Q{r}: (the questioner passes)")
                     continue
                 person.round = r
-                if core is None:  # no target: the person's answer only grows the dialog
-                    result.dialog = result.dialog.with_turn(question, person.ask_one(question))
-                else:
-                    try:
+                try:
+                    if core is None:  # no target, no rank to keep: the person's answer only grows the dialog
+                        question = validate_question(question, max_question_chars)
+                        result.dialog = result.dialog.with_turn(question, person.ask_one(question))
+                    else:
                         core.step([question], [0])
-                    except InvalidQuestionError as err:
-                        term.say(f"Q{r}: (the questioner asked something the env refuses: {err})")
-                        continue
+                except InvalidQuestionError as err:
+                    term.say(f"Q{r}: (the questioner asked something the env refuses: {err})")
+                    continue
             else:
                 refused = None
                 while True:
