@@ -109,6 +109,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 record = play_episodes(world, questioner, targets, max_rounds, progress=progress, desc=run_name)
                 rows[run_name] = summarize_record(record, bootstrap_samples=bootstrap)
                 rows[run_name]["seconds"] = round(time.time() - t0, 1)
+                hits = rows[run_name]["hits@10"]  # each run's result as soon as it is in, not only in the final table
+                print(f"[{run_name}] Hits@10 {hits[0]:.1f} at round 0, {hits[-1]:.1f} at round {len(hits) - 1}; "
+                      f"BRI {rows[run_name].get('bri', float('nan')):.3f} ({rows[run_name]['seconds']} s)")
                 stats = getattr(questioner, "stats", None)
                 if isinstance(stats, dict):  # e.g. an LLM questioner's retries, fallbacks, backend errors
                     rows[run_name]["questioner_stats"] = json.loads(json.dumps(stats, default=str))

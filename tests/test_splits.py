@@ -1,4 +1,5 @@
-"""Which scenes an env plays: training targets by default, the benchmark's only when asked by name."""
+"""Which scenes an env plays: training targets by default, the benchmark's only when asked by name;
+what the benchmark command records (each world's split) and prints as it goes."""
 
 import json
 
@@ -60,3 +61,13 @@ def test_the_benchmark_command_evaluates_on_the_benchmark_split_and_records_it(t
     recorded = json.loads((tmp_path / "results.json").read_text())["config"]["world_configs"]
     assert recorded["exact"]["split"] == "benchmark" and recorded["exact"]["target_set"] == "benchmark"
     assert recorded["exact-train"]["split"] == "train"  # a split the config names is kept
+
+
+def test_each_run_prints_its_result_as_soon_as_it_is_in(tmp_path, capsys):
+    config = {"name": "t", "max_rounds": 1, "num_targets": 5,
+              "worlds": [{"name": "exact", "world": "shapes_oracle", "args": TINY}],
+              "questioners": [{"name": "caption", "questioner": "caption_only"}], "out_dir": str(tmp_path)}
+    assert run_benchmark(config, bootstrap=10, progress=False) == 0
+    hits = json.loads((tmp_path / "results.json").read_text())["results"]["exact/caption"]["hits@10"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("[exact/caption] Hits@10"))
+    assert line.startswith(f"[exact/caption] Hits@10 {hits[0]:.1f} at round 0, {hits[1]:.1f} at round 1; BRI ")
