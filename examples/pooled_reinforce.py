@@ -1,6 +1,6 @@
 """REINFORCE on the pooled Shapes env, in plain torch: a masked policy picks questions from the pool.
 
-    python examples/pooled_reinforce.py                       # the defaults below, a minute or two on a CPU
+    python examples/pooled_reinforce.py                       # the defaults below: a few minutes on a CPU
     python examples/pooled_reinforce.py --updates 400 --corpus-size 20000
 
 ``PooledVecEnv`` steps ``num_envs`` episodes as one batch. Its observation is a dict of vectors (the
