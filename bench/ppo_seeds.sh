@@ -17,7 +17,7 @@ from chatir_env.metrics import bri, hits_at_k
 from chatir_env.worlds import build_world
 
 for world_name in ("shapes_oracle", "shapes"):
-    world = build_world(world_name)
+    world = build_world(world_name, split="benchmark")
     rows = []
     for seed, path in [(0, f"agents/policies/ppo_{world_name}.pt"),
                        (1, f"runs/ppo_seeds/{world_name}-seed1/best_policy.pt"),

@@ -6,8 +6,8 @@ Config (YAML)::
     max_rounds: 10
     num_targets: 2064            # the first n benchmark targets of each world (null: all)
     worlds:                      # each: a label, a registered world, and its keyword arguments
-      - {name: learned, world: shapes}
-      - {name: exact, world: shapes_oracle, args: {answer_noise: 0.0}}
+      - {name: learned, world: shapes, args: {split: benchmark}}
+      - {name: exact, world: shapes_oracle, args: {split: benchmark, answer_noise: 0.0}}
     questioners:                 # each: a label, a short name or package.module:Class, its arguments
       - {name: random, questioner: random, args: {seed: 0}}
       - {name: ppo, questioner: policy, args: {policy: "package:agents/policies/ppo_shapes_oracle.pt"}, worlds: [exact]}
@@ -16,7 +16,12 @@ Config (YAML)::
 Every key is checked before anything runs (:class:`BenchmarkConfig`): an unknown key, world, world
 argument or questioner short name is a one-line error naming it. A questioner that raises while it
 runs is reported and skipped; the others' results are still written. Results are rewritten
-(atomically) after every run, so an interrupted benchmark keeps what it finished.
+(atomically) after every run, so an interrupted benchmark keeps what it finished; the plot is drawn
+once, when all runs are done.
+
+A world with splits (the Shapes worlds) is built on its ``benchmark`` split unless its ``args`` name
+another; what each world was built with (``world.config``, split included) is recorded in results.json
+under ``config.world_configs``. Each world is built once and shared by every questioner run on it.
 """
 
 from __future__ import annotations
@@ -139,6 +144,16 @@ def resolve_args(args: dict) -> dict:
     return out
 
 
+def world_args(world: str, args: dict | None) -> dict:
+    """A config world's keyword arguments, with ``split: benchmark`` for worlds that have splits unless named."""
+    from ..worlds.shapes import SPLIT_WORLDS
+
+    args = dict(args or {})
+    if world in SPLIT_WORLDS:
+        args.setdefault("split", "benchmark")
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     if args.fields:
         print("\n".join(schema_help(BenchmarkConfig)))
@@ -173,9 +188,11 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
     out_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
+    world_configs: dict[str, dict] = {}
     for w in cfg.worlds:
         t0 = time.time()
-        world = build_world(w.world, **w.args)
+        world = build_world(w.world, **world_args(w.world, w.args))
+        world_configs[w.label] = world.config
         targets = list(world.targets)[: cfg.num_targets or None]
         print(f"[{w.label}] world {w.world}: {len(world.index)} corpus items, {len(targets)} targets "
               f"({time.time() - t0:.1f}s to build)")
@@ -191,6 +208,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 record = play_episodes(world, questioner, targets, cfg.max_rounds, progress=progress, desc=run_name)
                 rows[run_name] = summarize_record(record, bootstrap_samples=bootstrap)
                 rows[run_name]["seconds"] = round(time.time() - t0, 1)
+                hits = rows[run_name]["hits@10"]  # each run's result as soon as it is in, not only in the final table
+                print(f"[{run_name}] Hits@10 {hits[0]:.1f} at round 0, {hits[-1]:.1f} at round {len(hits) - 1}; "
+                      f"BRI {rows[run_name].get('bri', float('nan')):.3f} ({rows[run_name]['seconds']} s)")
                 stats = getattr(questioner, "stats", None)
                 if isinstance(stats, dict):  # e.g. an LLM questioner's retries, fallbacks, backend errors
                     rows[run_name]["questioner_stats"] = json.loads(json.dumps(stats, default=str))
@@ -202,7 +222,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
                 if not isinstance(err, ConfigError):  # a config mistake is its message; a crash needs its trace
                     traceback.print_exc()
-            write_results(out_dir, rows, {**recorded, "failures": failures}, title=cfg.name)
+            # The figures after every run, so an interrupted benchmark keeps what it finished; the plot once, at the end.
+            write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "failures": failures}, plot=False)
+    write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "failures": failures}, title=cfg.name)
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")

@@ -4,23 +4,27 @@ Three ways to play (``chatir play ...``):
 
 * **Answerer** (default, ``--role answerer``) on a world's targets: pick a target from a sheet of
   candidates (``candidates.png``; or give ``--target ID``); its image is saved as ``target.png``
-  (Shapes) or its path is shown (VisDial: a COCO path). The world's caption starts the dialog; a
-  questioner (``--questioner``: a short name such as ``shapes_template``, ``llm``, ``replay``, or
-  ``package.module:Class``, with ``--questioner-arg key=value``) asks, you answer.
+  (Shapes, enlarged to at least 144 px with sharp pixels) or its path is shown (VisDial: a COCO path).
+  The world's caption starts the dialog; a questioner (``--questioner``: a short name such as
+  ``shapes_template``, ``llm``, ``replay``, or ``package.module:Class``, with ``--questioner-arg
+  key=value``) asks, you answer. An answer the world cannot read (the Shapes oracle's answer set for
+  that question; "blue water" to "what is the background?") gets a one-line notice with what it
+  reads and does not use up the round: type it again to keep it, or another answer.
 * **Questioner** (``--role questioner``): you type the questions, the world's answerer answers about a
-  hidden target (drawn at random, or ``--target``), revealed as ``target.png`` at the end. Type
-  ``:help`` for example questions (the Shapes oracle understands its template pool; anything else
-  gets "i don't know").
+  hidden target (drawn at random, or ``--target``), revealed as ``target.png`` at the end. A question
+  the world does not understand is asked only when typed again.
 * **Your own images**: index a folder with ``chatir index --retriever R --model DIR --corpus FOLDER
   --out my.index``, then ``chatir play --index my.index --retriever R --model DIR``. You type a first
   description of the image you have in mind, answer the questioner's questions, and watch the top 10
   narrow down. There is no target, so no rank is shown (``--target ID`` names one if you like).
 
-After the caption and after every round the top 10 is saved as one contact sheet
-(``round_00.png``, ``round_01.png``, ...; the target, when known, framed in green) in ``--out``, and
-the target's rank (1 = first) is printed. The whole dialog with its ranks is written to
-``dialog.json``. Type ``:quit`` (or end the input) to stop early; an empty answer means
-"i don't know".
+With a target, every round is played by the core (``chatir_env.core.EpisodeBatch``, one episode), the
+same code every env and the benchmark play through; you stand in for the answerer or the questioner.
+After the caption and after every round the top 10 is saved as one contact sheet (``round_00.png``,
+``round_01.png``, ...; the target, when known, framed in green) in ``--out``, and the target's rank
+(1 = first) is printed. The whole dialog with its ranks is written to ``dialog.json``. In both roles
+``:help`` explains what to type (examples of what the world understands) without using up a round;
+``:quit`` (or the end of the input) stops early; an empty answer means "i don't know".
 
 ``play_session`` is the loop itself, with injectable input and output streams for scripts and tests.
 """
@@ -28,6 +32,8 @@ the target's rank (1 = first) is printed. The whole dialog with its ranks is wri
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -38,6 +44,7 @@ DONT_KNOW = "i don't know"
 QUIT_WORDS = {":quit", ":q", "quit", "exit", ":exit"}
 CELL = 160
 LABEL_H = 18
+MIN_SIDE = 144  # the smallest side a person is shown an image at
 
 
 # --- contact sheets ------------------------------------------------------------------------------
@@ -57,9 +64,11 @@ def _fit(image, size: int = CELL):
 
     image = image.convert("RGB")
     scale = min(size / image.width, size / image.height)
-    new = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    resample = Image.NEAREST if scale >= 2 else Image.LANCZOS
-    image = image.resize(new, resample)
+    if scale >= 2:  # a whole factor keeps every source pixel the same size on screen
+        image = enlarged(image, min(image.size) * int(scale))
+    else:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    new = image.size
     canvas = Image.new("RGB", (size, size), (40, 40, 40))
     canvas.paste(image, ((size - new[0]) // 2, (size - new[1]) // 2))
     return canvas
@@ -138,6 +147,9 @@ class _Quit(Exception):
     pass
 
 
+HELP_WORDS = {":help", ":h", "help"}
+
+
 class _Terminal:
     def __init__(self, stdin: TextIO, stdout: TextIO):
         self.stdin, self.stdout = stdin, stdout
@@ -160,20 +172,82 @@ class _Terminal:
         return text
 
 
-def _rank_and_top(world, dialog, target: str | None, k: int) -> tuple[int | None, list[str]]:
-    """The target's 1-based rank and the top ``k`` ids, ordered as the ranks count: score descending,
-    ties by corpus position (a stable sort), so the sheet's numbering agrees with the rank."""
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .!")
+
+
+def _options_text(options: Sequence[str], typed: str = "", limit: int = 8) -> str:
+    """What the world reads, in a few words: all of a short list, else examples; and the closest to ``typed``."""
+    close = difflib.get_close_matches(_normal(typed), options, n=3, cutoff=0.5) if typed else []
+    if len(options) <= limit:
+        text = "one of: " + ", ".join(options)
+    else:
+        step = max(1, len(options) // 4)
+        text = f"one of {len(options)} answers such as " + ", ".join(list(options)[::step][:4])
+    return text + (f" (closest to yours: {', '.join(close)})" if close else "")
+
+
+class PersonAnswerer:
+    """An answerer that asks the person at the terminal: the world's answerer when a person plays it.
+
+    ``options(question)`` gives the answers the world can read (None: any, or it cannot say). An answer
+    outside them gets a one-line notice and is asked again; typing the same answer again keeps it.
+    ``:help`` shows what the world reads without using up the round; an empty answer is "i don't know".
+    """
+
+    def __init__(self, term: _Terminal, options: Callable[[str], Sequence[str] | None] | None = None):
+        self.term, self.options, self.round = term, options, 1
+
+    def help(self, question: str) -> None:
+        options = self.options(question) if self.options else None
+        self.term.say("  answer about your target image in a few words; Enter alone: i don't know; :quit stops.")
+        if options is not None:
+            self.term.say(f"  to this question the world reads {_options_text(options, limit=12)}")
+
+    def ask_one(self, question: str) -> str:
+        options = self.options(question) if self.options else None
+        self.term.say(f"Q{self.round}: {question}")
+        refused = None
+        while True:
+            answer = self.term.ask(f"A{self.round}> ")
+            if answer.lower() in HELP_WORDS:
+                self.help(question)
+                continue
+            if not answer or _normal(answer) == _normal(DONT_KNOW):
+                return DONT_KNOW
+            if options is None:
+                return answer
+            known = {_normal(o): o for o in options}
+            if _normal(answer) in known:
+                return known[_normal(answer)]  # the world's own spelling: "Water." reads as "water"
+            if refused is not None and _normal(answer) == refused:
+                return answer  # confirmed: recorded as typed, though the world reads nothing from it
+            refused = _normal(answer)
+            self.term.say(f"  the world can't read {answer!r} as an answer to this question; "
+                          f"it reads {_options_text(options, answer)}. Type it again to keep it, or another answer.")
+
+    def answer(self, targets: Sequence[str | None], dialogs: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        return [self.ask_one(question) for question in questions]
+
+
+def _top_ids(world, dialog, k: int) -> list[str]:
+    """The top ``k`` ids ordered as ranks count: score descending, ties by corpus position (a stable sort),
+    so the sheet's numbering agrees with the target's rank. The core keeps ranks, not this order."""
     import torch
 
     vectors = world.retriever.encode_dialogs([dialog])
     embeddings = world.index.embeddings
     scores = (vectors.to(embeddings.device, embeddings.dtype) @ embeddings.T)[0]
-    top = torch.sort(scores, descending=True, stable=True).indices[:k].tolist()
-    ids = [world.index.ids[p] for p in top]
-    rank = None
-    if target is not None:
-        rank = int(world.index.ranks(vectors, world.index.positions([target]))[0]) + 1
-    return rank, ids
+    return [world.index.ids[p] for p in torch.sort(scores, descending=True, stable=True).indices[:k].tolist()]
+
+
+def enlarged(image, min_side: int = MIN_SIDE):
+    """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``:
+    a 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from."""
+    from PIL import Image
+
+    factor = max(1, -(-min_side // min(image.size)))
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
 
 
 def pick_target(world, term: _Terminal, out_dir: Path, candidates: int = 10, seed: int = 0) -> str:
@@ -223,12 +297,38 @@ def play_session(
 ) -> PlayResult:
     """Play one dialog in the terminal (streams injectable). See the module docstring.
 
-    ``role="answerer"``: ``questioner`` asks, the person answers. ``role="questioner"``: the person
-    asks, ``world.answerer`` answers about ``target`` (required, or ``pick``/random from the world).
-    ``caption``: the first description; default: the world's caption of ``target``, else typed in.
+    With a target, every round is played by the core (``EpisodeBatch`` with one episode) over a view of
+    ``world`` whose answerer is the person (``role="answerer"``) or the world's own (``"questioner"``).
+    Without one (your own images), there is no rank to keep: the dialog grows and the top ``top_k``
+    is shown.
+
+    Args:
+        world: the world to play in.
+        role: ``"answerer"``: ``questioner`` asks, the person answers; ``"questioner"``: the person asks,
+            ``world.answerer`` answers about ``target`` (``pick``ed, or drawn at random with ``seed``).
+        questioner: asks in the answerer role.
+        target: the target id (None: ``pick`` one, or none at all in the answerer role).
+        caption: the first description; default: the world's caption of ``target``, else typed in.
+        rounds: the most questions asked.
+        out_dir: folder for the contact sheets, ``target.png`` and ``dialog.json``.
+        top_k: images per contact sheet.
+        pick: let the person pick the target from ``candidates`` of the world's targets.
+        candidates: how many targets to pick from.
+        seed: seeds the candidates and the random target.
+        stdin: input stream (default ``sys.stdin``).
+        stdout: output stream (default ``sys.stdout``).
+        max_question_chars: longest question the core accepts.
+
+    Returns:
+        The dialog, the target, the 1-based rank after every round (None without a target), the sheets
+        and top ids per round, and whether every round was played.
+
+    Raises:
+        ValueError: a role the world cannot play (no answerer, no questioner, no targets) or an unknown target.
     """
-    from ..core import InvalidQuestionError, validate_question
+    from ..core import EpisodeBatch, InvalidQuestionError, validate_question
     from ..dialog import Dialog
+    from ..rewards import RewardFn
     from ..spaces import dialog_observation
 
     if role not in ("answerer", "questioner"):
@@ -237,6 +337,8 @@ def play_session(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = PlayResult(dialog=None, target=None)
+    # The language the world's answerer speaks is the one its retriever reads (None: it cannot say).
+    options = getattr(world.answerer, "answer_options", None)
     try:
         if role == "questioner":
             if world.answerer is None:
@@ -261,10 +363,10 @@ def play_session(
         if role == "answerer" and target is not None:
             image = _image_or_none(world, target)
             if image is not None:
-                image.save(out / "target.png")
-                term.say(f"your target: {target} (image: {out / 'target.png'}); answer questions about it")
+                enlarged(image.convert("RGB")).save(out / "target.png")
+                term.say(f"your target: {target} (image: {out / 'target.png'}); answer questions about it (:help for help)")
             else:
-                term.say(f"your target: {target} (open that image); answer questions about it")
+                term.say(f"your target: {target} (open that image); answer questions about it (:help for help)")
         if caption is None and target is not None:
             caption = world.captions.get(target)
         if caption is None:
@@ -272,56 +374,74 @@ def play_session(
                 caption = term.ask("describe the image you are looking for: ")
         else:
             term.say(f"caption: {caption}")
-        dialog = Dialog(caption)
-        result.dialog = dialog
+
+        person = PersonAnswerer(term, options) if role == "answerer" else None
+        core = None
+        if target is not None:
+            # A one-episode view of the world: this target with this caption, answered by whoever plays it.
+            view = dataclasses.replace(world, answerer=person or world.answerer, targets=[target], captions={target: caption})
+            core = EpisodeBatch(view, 1, rounds, RewardFn(corpus_size=len(world.index)), max_question_chars)
+            core.reset([0], [target])
+        result.dialog = core.dialogs[0] if core else Dialog(caption)
 
         def show(r: int) -> None:
-            rank, ids = _rank_and_top(world, dialog, target, top_k)
+            dialog = result.dialog
+            rank = int(core.ranks[0]) + 1 if core else None
+            ids = _top_ids(world, dialog, top_k)
             last = f"Q: {dialog.turns[-1][0]} A: {dialog.turns[-1][1]}" if dialog.turns else caption
             title = f"round {r}" + (f", target rank {rank}" if rank is not None else "") + f" | {last}"
             path = save_sheet(world, ids, out / f"round_{r:02d}.png", title, target)
             result.ranks.append(rank)
             result.sheets.append(path)
             result.top.append(ids)
-            rank_text = f"target rank: {rank} of {len(world.index)}" + (f"  (in the top {top_k}!)" if rank <= top_k else "") if rank is not None else "no target: no rank"
+            if rank is None:
+                rank_text = "no target: no rank"
+            else:
+                rank_text = f"target rank: {rank} of {len(world.index)}" + (f"  (in the top {top_k}!)" if rank <= top_k else "")
             term.say(f"[round {r}] {rank_text}; top {len(ids)}: {path}")
 
         show(0)
-        pools = None
         if role == "answerer":
-            if world.question_pool is not None and target is not None:
-                pools = [list(world.question_pool(target))]
+            pools = [list(world.question_pool(target))] if world.question_pool is not None and target is not None else None
             questioner.reset([caption], pools)
         for r in range(1, rounds + 1):
             if role == "answerer":
-                obs = dialog_observation(dialog, rounds, max_question_chars)
+                obs = dialog_observation(result.dialog, rounds, max_question_chars)
                 obs["round_index"] = r - 1
                 question = questioner.ask([obs])[0]
                 if question is None:
                     term.say(f"Q{r}: (the questioner passes)")
                     continue
+                person.round = r
                 try:
-                    question = validate_question(question, max_question_chars)
+                    if core is None:  # no target, no rank to keep: the person's answer only grows the dialog
+                        question = validate_question(question, max_question_chars)
+                        result.dialog = result.dialog.with_turn(question, person.ask_one(question))
+                    else:
+                        core.step([question], [0])
                 except InvalidQuestionError as err:
                     term.say(f"Q{r}: (the questioner asked something the env refuses: {err})")
                     continue
-                term.say(f"Q{r}: {question}")
-                answer = term.ask(f"A{r}> ") or DONT_KNOW
             else:
+                refused = None
                 while True:
                     question = term.ask(f"Q{r}> ")
-                    if question.lower() in (":help", ":h", "help"):
+                    if question.lower() in HELP_WORDS:
                         _show_help(world, target, term)
                         continue
+                    if options is not None and question and options(question) is None and _normal(question) != refused:
+                        refused = _normal(question)  # asked only when typed again
+                        term.say("  the world does not understand this question (it would answer \"i don't know\"); "
+                                 "type it again to ask anyway, or :help for examples.")
+                        continue
                     try:
-                        question = validate_question(question, max_question_chars)
+                        answer = core.step([question], [0]).answers[0]
                         break
                     except InvalidQuestionError as err:
                         term.say(f"  {err}")
-                answer = world.answerer.answer([target], [dialog], [question])[0]
                 term.say(f"A{r}: {answer}")
-            dialog = dialog.with_turn(question, answer)
-            result.dialog = dialog
+            if core is not None:
+                result.dialog = core.dialogs[0]
             show(r)
         result.completed = True
     except _Quit:
@@ -332,7 +452,7 @@ def play_session(
     if role == "questioner" and target is not None:
         image = _image_or_none(world, target)
         if image is not None:
-            image.save(out / "target.png")
+            enlarged(image.convert("RGB")).save(out / "target.png")
         term.say(f"the target was {target}" + (f" (image: {out / 'target.png'})" if image is not None else ""))
     best = [r for r in result.ranks if r is not None]
     if best:
@@ -434,6 +554,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         if args.role == "answerer":
             spec = args.questioner or ("shapes_template" if world.name.startswith("shapes") else "generic")
             questioner = make_questioner(spec, **_kv(args.questioner_arg))
+            if hasattr(questioner, "bind_world"):  # e.g. the policy and greedy questioners read the world's pool answers
+                questioner.bind_world(world)
         play_session(
             world, role=args.role, questioner=questioner, target=args.target, caption=args.caption,
             rounds=args.rounds, out_dir=args.out, top_k=args.top_k, pick=args.role == "answerer" and args.target is None and not args.index,

@@ -70,8 +70,12 @@ def markdown_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] =
     return "\n".join(lines)
 
 
-def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: int = 10, title: str = "") -> dict[str, Path]:
-    """results.json (config + every figure), hits_at_10.csv (one row per run and round), results.md, hits_at_10.png."""
+def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: int = 10, title: str = "",
+                  plot: bool = True) -> dict[str, Path]:
+    """results.json (config + every figure), hits_at_10.csv (one row per run and round), results.md, hits_at_10.png.
+
+    ``plot=False`` skips the PNG (the slowest of the four), for the rewrites after each of a benchmark's runs.
+    """
     out = Path(out_dir)
     paths = {"json": out / "results.json", "csv": out / f"hits_at_{k}.csv", "png": out / f"hits_at_{k}.png",
              "md": out / "results.md"}
@@ -88,7 +92,8 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
     atomic_write_text(paths["csv"], buf.getvalue())
     if rows:
         atomic_write_text(paths["md"], f"Hits@{k} (%) with 95% bootstrap intervals over targets\n\n" + markdown_table(rows, k) + "\n")
-    plot_hits(rows, paths["png"], k, title)
+    if plot:
+        plot_hits(rows, paths["png"], k, title)
     return paths
 
 

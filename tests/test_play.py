@@ -155,3 +155,76 @@ def test_cli_shapes_world_and_errors(tmp_path, capsys):
     args = build_parser().parse_args(["play", "--world-arg", "corpus_size=300", "--target", "nope", "--out", str(tmp_path)])
     assert run(args, stdin=io.StringIO(""), stdout=io.StringIO()) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_an_unreadable_answer_gets_a_notice_and_keeps_the_round(world, tmp_path):
+    target = world.targets[3]
+    count, background = oracle_answers(world, target, SHAPES_TEMPLATE_QUESTIONS[:2])
+    # Q1 (how many objects): :help, an unreadable answer, then the true one. Q2 (background): "blue water"
+    # twice keeps it as typed.
+    script = f":help\nblue water\n{count}\nblue water\nblue water\n"
+    stdout = io.StringIO()
+    result = play_session(world, questioner=ShapesTemplateQuestioner(), target=target, rounds=2,
+                          out_dir=tmp_path, stdin=io.StringIO(script), stdout=stdout)
+    text = stdout.getvalue()
+    assert result.completed and result.dialog.answers == (count, "blue water")
+    assert "to this question the world reads one of: one, two, three, four" in text  # :help on Q1
+    assert text.count("the world can't read 'blue water'") == 2  # once per question, not on the confirming retype
+    assert "(closest to yours: water)" in text  # the background question reads "water"
+    assert len(result.ranks) == 3  # :help and the refused answer used up no round
+
+    stdout = io.StringIO()  # "WOOD." is read as the world's own "wood"
+    result = play_session(world, questioner=ShapesTemplateQuestioner(), target=target, rounds=2, out_dir=tmp_path,
+                          stdin=io.StringIO(f"{count}\n{background.upper()}.\n"), stdout=stdout)
+    assert result.dialog.answers == (count, background) and "can't read" not in stdout.getvalue()
+
+
+def test_questioner_role_asks_an_unparsed_question_only_when_typed_again(world, tmp_path):
+    target = world.targets[5]
+    script = "is it blue water?\n:help\nwhat is the background?\nis it sunny?\nis it sunny?\n"
+    stdout = io.StringIO()
+    result = play_session(world, role="questioner", target=target, rounds=2, out_dir=tmp_path,
+                          stdin=io.StringIO(script), stdout=stdout)
+    truth = oracle_answers(world, target, ["what is the background?"])[0]
+    assert result.dialog.turns == (("what is the background?", truth), ("is it sunny?", "i don't know"))
+    assert stdout.getvalue().count("the world does not understand this question") == 2
+    assert "examples this world understands" in stdout.getvalue() and result.completed
+
+
+def test_rounds_are_played_by_the_core(world, tmp_path, monkeypatch):
+    from chatir_env.core import EpisodeBatch
+
+    calls = []
+    step = EpisodeBatch.step
+    monkeypatch.setattr(EpisodeBatch, "step", lambda self, *a, **kw: calls.append(a) or step(self, *a, **kw))
+    target = world.targets[3]
+    answers = oracle_answers(world, target, SHAPES_TEMPLATE_QUESTIONS[:3])
+    result = play_session(world, questioner=ShapesTemplateQuestioner(), target=target, rounds=3, out_dir=tmp_path,
+                          stdin=io.StringIO("".join(a + "\n" for a in answers)), stdout=io.StringIO())
+    assert [c[0] for c in calls] == [[q] for q in SHAPES_TEMPLATE_QUESTIONS[:3]]
+    # The ranks the core kept are the ones a plain env reports for the same dialog.
+    import gymnasium as gym
+
+    env = gym.make("ChatIR/ShapesOracle-v0", world=world)
+    _, info = env.reset(options={"target": target})
+    ranks = [info["rank"] + 1]
+    for q in SHAPES_TEMPLATE_QUESTIONS[:3]:
+        ranks.append(env.step(q)[-1]["rank"] + 1)
+    assert result.ranks == ranks
+
+
+def test_target_and_candidates_are_enlarged_with_sharp_pixels(world, tmp_path):
+    target = world.targets[3]
+    play_session(world, questioner=ShapesTemplateQuestioner(), target=target, rounds=1, out_dir=tmp_path,
+                 stdin=io.StringIO(""), stdout=io.StringIO())
+    source = world.image(target).convert("RGB")
+    assert source.size == (36, 36)
+    shown = Image.open(tmp_path / "target.png").convert("RGB")
+    assert shown.size == (144, 144)  # 36 px x 4, the smallest whole factor reaching 144
+    for x, y in [(0, 0), (17, 9), (35, 35), (20, 30)]:
+        block = {shown.getpixel((4 * x + i, 4 * y + j)) for i in range(4) for j in range(4)}
+        assert block == {source.getpixel((x, y))}  # nearest-neighbour: each source pixel a uniform 4 x 4 block
+    sheet = contact_sheet([source], ["x"], cell=160)
+    offset = 4 + (160 - 144) // 2  # the sheet's padding, then the 144 px image centred in its 160 px cell
+    for x, y in [(17, 9), (0, 35)]:
+        assert sheet.getpixel((offset + 4 * x, offset + 4 * y)) == source.getpixel((x, y))

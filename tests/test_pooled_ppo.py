@@ -79,9 +79,13 @@ def test_answer_entropy_hand_computed():
     np.testing.assert_allclose(h[0], [np.log(2), 0.0, -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))])
 
 
-def test_greedy_questioner_beats_random_on_the_exact_world(world):
+def test_greedy_questioner_beats_random_on_the_exact_world():
     from chatir_env.agents import RandomPoolQuestioner
     from chatir_env.metrics import hits_at_k
+
+    # The benchmark split's scenes, which the margin was set on (on the train split's 200 targets random
+    # already reaches 96% at round 5, leaving no room for 5 points).
+    world = build_world("shapes_oracle", split="benchmark", **SMALL)
 
     greedy = GreedyInfoGainQuestioner()
     greedy.bind_world(world)

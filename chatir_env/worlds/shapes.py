@@ -1,8 +1,9 @@
 """The Shapes worlds: ``shapes`` (learned dual encoder) and ``shapes_oracle`` (exact retriever).
 
-Corpora are seeded: the ``train`` split and the ``benchmark`` split draw different scenes, and the
-benchmark's targets are a fixed random subset of its corpus (2,064, as many as ChatIR's VisDial
-targets). Encoded corpora are cached in memory per process and, for the learned encoder, on disk.
+Corpora are seeded: the ``train`` split (the default, what ``gymnasium.make`` and training use) and the
+``benchmark`` split (what evaluation asks for by name) draw different scenes, and each split's targets
+are a fixed random subset of its corpus (2,064, as many as ChatIR's VisDial targets). Encoded corpora
+are cached in memory per process and, for the learned encoder, on disk.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .shapes_retrievers import ShapesDualEncoder, ShapesExactRetriever, ShapesLe
 from .shapes_scenes import SceneSet, render_scene, sample_scenes
 
 SPLIT_SEEDS = {"train": 1, "benchmark": 2}
+DEFAULT_SPLIT = "train"  # a world built without naming a split must never hand out the benchmark's targets
+SPLIT_WORLDS = ("shapes", "shapes_oracle")  # the registered worlds that take ``split``; evaluation names "benchmark"
 CAPTION_SEED = 11
 TARGET_SEED = 12
 DEFAULT_WEIGHTS = "shapes_dual"
@@ -96,7 +99,7 @@ def _index(split: str, corpus_size: int, retriever_kind: str, weights: str, answ
 
 
 def build_shapes_world(
-    split: str = "benchmark",
+    split: str = DEFAULT_SPLIT,
     retriever: str = "learned",
     corpus_size: int = 50_000,
     num_targets: int | None = 2_064,
@@ -104,44 +107,47 @@ def build_shapes_world(
     weights: str = DEFAULT_WEIGHTS,
     device: str = "cpu",
     image_size: int = 36,
-    target_set: str = "benchmark",
+    target_set: str | None = None,
 ) -> World:
-    """A Shapes world: ``shapes`` (the learned retriever) or ``shapes_oracle`` (the exact one).
+    """A Shapes world.
 
     Args:
-        split: which seeded corpus of scenes: ``"benchmark"`` (the benchmark's corpus and targets) or
-            ``"train"`` (other scenes, for training).
-        retriever: ``"learned"`` (the shipped dual encoder) or ``"exact"`` (the log-likelihood of the
-            dialog under the oracle's answer model).
-        corpus_size: scenes in the corpus (at least 10); the benchmark's is 50,000.
-        num_targets: how many of the corpus' scenes episodes draw targets from (None: all of them); the
-            benchmark's 2,064 are a fixed random subset.
-        answer_noise: probability that the oracle answers a random answer instead of the true one (the
-            exact retriever models the same noise).
-        weights: the learned encoder's weights: a packaged name or a ``.safetensors`` path with its
-            ``.json`` beside it.
-        device: torch device of the retriever and the index.
-        image_size: side in pixels of rendered scenes (contact sheets, ``render``).
-        target_set: ``"benchmark"``, or ``"validation"``: the last ``num_targets`` of the same random
-            order, held out from the benchmark's targets, for model selection during training.
+        split: whose scenes make the corpus and the targets: ``"train"`` (the default: training never
+            sees a benchmark scene unless asked) or ``"benchmark"`` (evaluation names it explicitly).
+        retriever: ``"learned"`` (the shipped dual encoder) or ``"exact"``.
+        corpus_size: scenes in the corpus.
+        num_targets: how many of the corpus' scenes episodes draw targets from (None: all of them),
+            a fixed random subset (the benchmark's 2,064).
+        answer_noise: probability that the oracle answers with another of the question's answers.
+        weights: the learned encoder's weights (a packaged name or a ``.safetensors`` path).
+        device: torch device of the retriever and index.
+        image_size: rendered image side in pixels.
+        target_set: None (the split's own targets), the split's name (the same), or ``"validation"``:
+            the last ``num_targets`` of the same permutation, held out from the split's targets, for
+            model selection during training.
 
     Returns:
-        The world.
+        The world; ``world.config`` records every argument, ``target_set`` as the set actually used.
 
     Raises:
-        ValueError: an unknown ``split``, ``retriever`` or ``target_set``, or a corpus under 10 scenes.
+        ValueError: an unknown split, retriever or target set, or a corpus under 10 scenes.
     """
-    if target_set not in ("benchmark", "validation"):
-        raise ValueError(f"target_set must be 'benchmark' or 'validation', got {target_set!r}")
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SEEDS)}")
+    if target_set is None:
+        target_set = split
+    if target_set not in (split, "validation"):
+        raise ValueError(f"target_set must be {split!r} (the split's own targets) or 'validation' with split={split!r}, "
+                         f"got {target_set!r}")
     if retriever not in ("learned", "exact"):
         raise ValueError(f"Shapes retriever must be 'learned' or 'exact', got {retriever!r}")
     scenes, table, ids, caps = scene_corpus(split, corpus_size)
     ret, index = _index(split, corpus_size, retriever, str(weights), float(answer_noise), str(device))
     order = np.random.default_rng(TARGET_SEED).permutation(corpus_size)
     count = corpus_size if num_targets is None else min(num_targets, corpus_size)
-    # Validation targets come from the far end of the permutation: disjoint from the benchmark's
+    # Validation targets come from the far end of the permutation: disjoint from the split's own
     # whenever the corpus holds both (50,000 scenes: 2,064 + up to 47,936).
-    chosen = order[:count] if target_set == "benchmark" else order[corpus_size - count :]
+    chosen = order[corpus_size - count :] if target_set == "validation" else order[:count]
     targets = [ids[i] for i in sorted(chosen)]
     rows = {image_id: i for i, image_id in enumerate(ids)}
 

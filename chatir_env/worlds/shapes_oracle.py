@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..dialog import Dialog
-from .shapes_language import ANSWERS, DONT_KNOW, noisy_answer_index, normalize_question, parse_question
+from .shapes_language import ANSWERS, DONT_KNOW, QUESTION_POOL, noisy_answer_index, normalize_question, parse_question
 
 
 class ShapesOracle:
@@ -37,6 +37,16 @@ class ShapesOracle:
             digest.update(np.ascontiguousarray(self.table, dtype=np.int64).tobytes())
             self._fingerprint = f"shapes-oracle-v1-noise{self.answer_noise:g}-seed{self.seed}-{digest.hexdigest()[:12]}"
         return self._fingerprint
+
+    def answer_options(self, question: str) -> tuple[str, ...] | None:
+        """The answers this oracle can give to ``question``, or None when it cannot parse the question.
+
+        They are the Shapes language's whole answer set for that question: the exact retriever reads
+        no other answer (anything else is no evidence) and the learned encoder was trained on these
+        only, so a person answering in the world's place is told when an answer falls outside them.
+        """
+        q = parse_question(question)
+        return None if q is None else QUESTION_POOL[q].answers
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         out = []
