@@ -114,14 +114,17 @@ def build_shapes_world(
     Args:
         split: whose scenes make the corpus and the targets: ``"train"`` (the default: training never
             sees a benchmark scene unless asked) or ``"benchmark"`` (evaluation names it explicitly).
-        retriever: ``"learned"`` (the shipped dual encoder) or ``"exact"``.
-        corpus_size: scenes in the corpus.
+        retriever: ``"learned"`` (the shipped dual encoder) or ``"exact"`` (the log-likelihood of the
+            dialog under the oracle's answer model).
+        corpus_size: scenes in the corpus (at least 10); the benchmark's is 50,000.
         num_targets: how many of the corpus' scenes episodes draw targets from (None: all of them),
             a fixed random subset (the benchmark's 2,064).
-        answer_noise: probability that the oracle answers with another of the question's answers.
-        weights: the learned encoder's weights (a packaged name or a ``.safetensors`` path).
-        device: torch device of the retriever and index.
-        image_size: rendered image side in pixels.
+        answer_noise: probability that the oracle answers with another of the question's answers (the
+            exact retriever models the same noise).
+        weights: the learned encoder's weights: a packaged name or a ``.safetensors`` path with its
+            ``.json`` beside it.
+        device: torch device of the retriever and the index.
+        image_size: side in pixels of rendered scenes (contact sheets, ``render``).
         target_set: None (the split's own targets), the split's name (the same), or ``"validation"``:
             the last ``num_targets`` of the same permutation, held out from the split's targets, for
             model selection during training.
