@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..core import EpisodeBatch
 from ..dialog import Dialog
+from ..progress import progress as progress_bar
 from ..spaces import dialog_observation
 from ..worlds.base import World
 
@@ -65,7 +65,7 @@ def play_episodes(
     dialogs: list[Dialog] = []
     invalid = passes = 0
     top_k = int(getattr(questioner, "candidate_top_k", 0) or 0)
-    bar = tqdm(total=len(targets) * max_rounds, desc=desc, unit="turn", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(targets) * max_rounds, desc=desc, unit="turn", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(targets), batch_size):
         batch = targets[start : start + batch_size]
         core = EpisodeBatch(world, len(batch), max_rounds, max_question_chars=max_question_chars, invalid="pass", top_k=top_k)

@@ -173,9 +173,9 @@ def write_answers(store: Any, batches: Iterable[tuple[Sequence[WorkItem], Sequen
     """Commit each (items, answers) batch as one transaction, with a progress bar; returns counts and rate."""
     bar = None
     if progress and total:
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        bar = tqdm(total=total, unit="ans", desc=f"answering into {Path(store.path).name}", file=sys.stderr, smoothing=0.1)
+        bar = progress_bar(total=total, unit="ans", desc=f"answering into {Path(store.path).name}", smoothing=0.1)
     start = time.perf_counter()
     answered = added = 0
     try:

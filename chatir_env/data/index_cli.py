@@ -298,9 +298,9 @@ def content_hashes(corpus: Any, ids: list[str], progress: bool = False, threads:
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress as progress_bar
 
-        bar = tqdm(total=len(ids), unit="img", desc="hashing images", file=sys.stderr)
+        bar = progress_bar(total=len(ids), unit="img", desc="hashing images")
     out: list[str] = []
     with ThreadPoolExecutor(max(1, threads)) as pool:
         for digest in pool.map(lambda image_id: file_sha256(corpus.path(image_id)), ids, chunksize=64):
