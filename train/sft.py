@@ -1,8 +1,10 @@
-"""Supervised warm start (TRL ``SFTTrainer``) of a language-model questioner on Shapes, and the model,
-evaluation and file helpers the GRPO stage (``chatir_env.train.grpo``) shares.
+"""Supervised warm start (TRL ``SFTTrainer``) of a language-model questioner, and the config sections,
+model, evaluation and file helpers the GRPO stage (``chatir_env.train.grpo``) shares.
 
 ``chatir train grpo --config configs/sft_shapes.yaml`` (``stage: sft``) runs ``run_sft``: config, model,
-data, trainer, save, evaluate. See docs/grpo.md.
+data, trainer, save, evaluate. The rows are Shapes pool questions (``data.source: shapes``, the default) or
+VisDial train's human questions (``data.source: visdial_train``, configs/sft_visdial_train.yaml). See
+docs/grpo.md.
 """
 
 from __future__ import annotations
