@@ -13,7 +13,6 @@ key and the allowed ones; values are type- and range-checked; every error names 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import importlib
 from pathlib import Path
@@ -263,24 +262,6 @@ def validate(schema: type[M], values: dict | None, where: str | None = None) -> 
         return schema.model_validate({k: v for k, v in values.items() if not str(k).startswith("_")})
     except ValidationError as err:
         raise ConfigError("\n".join(_describe(e, where, origins) for e in err.errors())) from None
-
-
-def dataclass_from(cls, values: dict | None, where: str):
-    """Build dataclass ``cls`` from ``values``, naming any unknown or mistyped field."""
-    values = dict(values or {})
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    for key, value in values.items():
-        default = names[key].default
-        if default is not dataclasses.MISSING and default is not None and value is not None:
-            expected = type(default)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                values[key] = float(value)
-            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-                raise ConfigError(f"{where}: field {key!r} must be {expected.__name__}, got {value!r}")
-    return cls(**values)
 
 
 def import_object(spec: str) -> Any:

@@ -11,6 +11,7 @@ from chatir_env.cli import main as cli_main
 from chatir_env.config import (ConfigError, UnknownArgumentError, UnknownNameError, apply_overrides, load_config,
                                parse_key_values, schema_help, validate)
 from chatir_env.eval.benchmark import BenchmarkConfig
+from chatir_env.train.grpo import GRPOStageConfig, SFTStageConfig
 from chatir_env.train.ppo import PPOConfig
 from chatir_env.train.retriever import RetrieverTrainConfig
 from chatir_env.train.train_retriever import ShapesRetrieverConfig
@@ -22,13 +23,14 @@ SCHEMAS = {
     "visdial_replay.yaml": BenchmarkConfig, "ppo_shapes.yaml": PPOConfig, "ppo_shapes_oracle.yaml": PPOConfig,
     "retriever_shapes.yaml": ShapesRetrieverConfig, "retriever_visdial_blip.yaml": VisDialRetrieverConfig,
     "ppo_visdial_train.yaml": PPOConfig, "visdial_train_benchmark.yaml": BenchmarkConfig,
+    "grpo_shapes.yaml": GRPOStageConfig, "grpo_visdial_train.yaml": GRPOStageConfig, "sft_shapes.yaml": SFTStageConfig,
+    "sft_visdial_train.yaml": SFTStageConfig,
 }
-OTHER_LOADERS = {"grpo_shapes.yaml", "sft_shapes.yaml", "grpo_visdial_train.yaml"}  # checked by the GRPO trainer's own tests
 
 
 def test_every_packaged_config_validates():
     names = {p.name for p in (ROOT / "configs").glob("*.yaml")}
-    assert names - OTHER_LOADERS == set(SCHEMAS), "a new config needs its schema here"
+    assert names == set(SCHEMAS), "a new config needs its schema here"
     for name, schema in SCHEMAS.items():
         validate(schema, load_config(ROOT / "configs" / name))
     validate(BenchmarkConfig, load_config(ROOT / "examples" / "custom_benchmark.yaml"))
@@ -40,6 +42,13 @@ def test_shipped_values_survive_validation():
     assert cfg.net_arch == [256, 256]  # the default, not in the file
     retriever = validate(ShapesRetrieverConfig, load_config(ROOT / "configs" / "retriever_shapes.yaml"))
     assert (retriever.model.dim, retriever.data.num_scenes, retriever.train.steps) == (256, 200000, 6000)
+    grpo = validate(GRPOStageConfig, load_config(ROOT / "configs" / "grpo_shapes.yaml"))
+    assert (grpo.model.warm_start, grpo.env.max_rounds, grpo.grpo["learning_rate"], grpo.eval.curve_every) == (
+        "configs/sft_shapes.yaml", 5, 0.0003, 50)
+    assert grpo.env.max_question_chars == 300 and grpo.lora is None  # defaults, not in the file
+    sft = validate(SFTStageConfig, load_config(ROOT / "configs" / "sft_visdial_train.yaml"))
+    assert (sft.data.source, sft.data.world, sft.data.num_examples, sft.model.dtype) == (
+        "visdial_train", "visdial_train_replay", 50000, "bfloat16")
 
 
 def demo():
@@ -82,7 +91,42 @@ def test_nested_unknown_keys_are_named_with_their_path():
     assert "world_kwargs: world 'shapes_oracle': unknown argument 'split'" in error_of(PPOConfig, ppo)
 
 
+def test_nested_unknown_keys_in_grpo_and_sft_configs_are_named():
+    config = load_config(ROOT / "configs" / "grpo_shapes.yaml")
+    config["env"]["max_round"] = 3
+    assert error_of(GRPOStageConfig, config).endswith(
+        "grpo_shapes.yaml: env.max_round: unknown key; allowed: world, world_kwargs, num_targets, max_rounds, reward, "
+        "hit_bonus, invalid_question_penalty, require_question_mark, max_question_tokens, max_question_chars, "
+        "system_prompt; did you mean 'max_rounds'?")
+    config = load_config(ROOT / "configs" / "grpo_shapes.yaml")
+    config["eval"]["world_kwargs"]["corpus_sz"] = 10
+    assert "grpo_shapes.yaml: eval.world_kwargs: world 'shapes_oracle': unknown argument 'corpus_sz'" in error_of(
+        GRPOStageConfig, config)
+    config = load_config(ROOT / "configs" / "grpo_shapes.yaml")
+    config["grpo"]["lerning_rate"] = 0.1  # a trainer argument TRL does not have
+    message = error_of(GRPOStageConfig, config)
+    assert "grpo_shapes.yaml: grpo: unknown trl.GRPOConfig argument 'lerning_rate'; valid: " in message
+    assert message.endswith("did you mean 'learning_rate'?")
+    config = load_config(ROOT / "configs" / "sft_shapes.yaml")
+    config["model"]["paht"] = "x"
+    assert "sft_shapes.yaml: model.paht: unknown key; allowed: path, build, config, warm_start, dtype; did you mean 'path'?" in (
+        error_of(SFTStageConfig, config))
+    config = load_config(ROOT / "configs" / "sft_shapes.yaml")
+    config["data"]["world_kwargs"] = {"train_file": "x.json"}  # a VisDial field under the Shapes source
+    assert error_of(SFTStageConfig, config).endswith("sft_shapes.yaml: data: world_kwargs: not a field of source 'shapes'")
+
+
 @pytest.mark.parametrize("schema, config, expected", [
+    (GRPOStageConfig, {"model": {"build": "shapes_tiny"}, "env": {"max_rounds": 0}},
+     "config: env.max_rounds: Input should be greater than or equal to 1 (got 0)"),
+    (GRPOStageConfig, {"model": {"build": "shapes_tiny"}, "env": {"invalid_question_penalty": -1}},
+     "config: env.invalid_question_penalty: Input should be greater than or equal to 0 (got -1)"),
+    (GRPOStageConfig, {"model": {"build": "shapes_tiny"}, "eval": {"temperature": 0.0}},
+     "config: eval.temperature: Input should be greater than 0 (got 0.0)"),
+    (SFTStageConfig, {"model": {"build": "shapes_tiny"}, "data": {"corpus_size": 5}},
+     "config: data.corpus_size: Input should be greater than or equal to 10 (got 5)"),
+    (SFTStageConfig, {"model": {"dtype": "float8", "path": "m"}},
+     "config: model.dtype: Input should be 'float32', 'bfloat16' or 'float16' (got 'float8')"),
     (PPOConfig, {"gamma": 1.5}, "config: gamma: Input should be less than or equal to 1 (got 1.5)"),
     (PPOConfig, {"net_arch": [64, 0]}, "config: net_arch[1]: Input should be greater than 0 (got 0)"),
     (PPOConfig, {"num_envs": 0}, "config: num_envs: Input should be greater than or equal to 1 (got 0)"),
@@ -185,8 +229,8 @@ def test_make_questioner_names_short_names_and_arguments():
      "chatir train: --set bogus=1: bogus: unknown key; allowed: world, "),
     (["benchmark", "--config", "shapes_demo", "--num-targets", "0"],
      "chatir benchmark: --num-targets 0: num_targets: Input should be greater than or equal to 1 (got 0)"),
-    (["train", "grpo", "--fields"],
-     "chatir train: --fields: the grpo trainer's config is described in its module's docstring"),
+    (["train", "grpo", "--config", "grpo_shapes", "--set", "env.max_rounds=0"],
+     "chatir train: --set env.max_rounds=0: env.max_rounds: Input should be greater than or equal to 1 (got 0)"),
     (["train", "ppo"], "chatir train: --config is required"),
     (["train", "retriever", "--config", "retriever_shapes", "--set", "train.stepz=1"],
      "chatir train: --set train.stepz=1: train.stepz: unknown key; allowed: steps,"),
@@ -241,6 +285,10 @@ def test_train_fields_lists_every_field_with_its_meaning(capsys):
     assert cli_main(["train", "retriever", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "world: shapes:\n" in out and "world: visdial:\n" in out and "  data.heldout (default 2000): " in out
+    assert cli_main(["train", "grpo", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "stage: grpo:\n" in out and "stage: sft:\n" in out
+    assert "  env.max_rounds (default 5): questions per episode\n" in out and "  data.source (default 'shapes'): " in out
     assert cli_main(["benchmark", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "worlds[].world (required): a registered world" in out and "questioners[].args (default {}): " in out
@@ -261,4 +309,5 @@ def test_trainers_get_the_overridden_config_and_the_command(monkeypatch):
                                   "--steps 100 --out-dir 'runs/x y'")
     assert cli_main(["train", "grpo", "--config", "grpo_shapes", "--set", "threads=2"]) == 0
     config = seen["grpo"][0]
-    assert config["threads"] == 2 and sorted(k for k in config if k.startswith("_")) == ["_path"]
+    assert config["threads"] == 2 and sorted(k for k in config if k.startswith("_")) == ["_command", "_overrides", "_path"]
+    assert config["_command"] == "chatir train grpo --config grpo_shapes --set threads=2"

@@ -300,15 +300,22 @@ def test_main_runs_a_grpo_step_saves_and_resumes(tmp_path):
     assert max(h.get("step", 0) for h in history) == 2
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["steps"] == 2 and "GRPO" in results["results"]
+    # the command that ran is recorded beside the outputs (rebuilt here: the config did not come from the CLI)
+    assert results["config"]["command"] == "chatir train grpo --config test --steps 2"
+    assert results["config"]["env"]["max_rounds"] == 2 and results["config"]["env"]["max_question_chars"] == 300
+    meta = json.loads((tmp_path / "run" / "final" / "chatir_questioner.json").read_text())
+    assert meta["command"] == "chatir train grpo --config test --steps 2"
 
 
 def test_bad_config_fields_are_named(tmp_path):
     from chatir_env.config import ConfigError
 
-    with pytest.raises(ConfigError, match="env: unknown field"):
+    with pytest.raises(ConfigError, match=r"^x: env.rounds: unknown key; allowed: world, .*did you mean 'max_rounds'\?$"):
         grpo.main({"_path": "x", "model": {"build": "shapes_tiny"}, "env": {"rounds": 3}}, out_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="stage"):
+    with pytest.raises(ConfigError, match=r"^x: stage: unknown stage 'ppo'; valid: sft, grpo$"):
         grpo.main({"_path": "x", "stage": "ppo"})
+    # nothing was built: the config is checked before the model, the world or the output folder
+    assert not any(tmp_path.iterdir())
 
 
 def test_lora_option_trains_an_adapter_and_exports_a_merged_model(tmp_path):

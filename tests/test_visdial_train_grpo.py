@@ -75,18 +75,47 @@ def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):
     assert log and len(kept) > 0
 
 
+def test_sft_stage_trains_on_visdial_train_rows(setup, tmp_path):
+    """``data.source: visdial_train``: the SFT warm start reads the human questions of the train split."""
+    import yaml
+
+    config = {
+        "stage": "sft", "threads": 1, "out_dir": str(tmp_path / "sft"),
+        "model": {"build": "shapes_tiny", "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                                     "num_attention_heads": 2, "seed": 0}},
+        "data": {"source": "visdial_train", "world_kwargs": setup["kwargs"], "num_examples": None, "max_rounds": 3},
+        "env": {"system_prompt": "find the image"},
+        "sft": {"per_device_train_batch_size": 8, "save_strategy": "no", "report_to": []},
+        "eval": {"enabled": False},
+    }
+    path = tmp_path / "sft_visdial.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli_main(["train", "grpo", "--config", str(path), "--steps", "1"]) == 0
+    meta = json.loads((tmp_path / "sft" / "final" / "chatir_questioner.json").read_text())
+    # every one of the first 3 turns of the 20 train-split dialogs (the 4 held-out dialogs are not rows)
+    assert meta["rows"] == 20 * 3 and meta["data"]["source"] == "visdial_train"
+    assert meta["system_prompt"] == "find the image"
+    assert meta["command"] == f"chatir train grpo --config {path} --steps 1"
+    # a Shapes-only field under the VisDial source is refused before anything is built
+    path.write_text(yaml.safe_dump({**config, "data": {**config["data"], "sampling": "uniform"}}))
+    assert cli_main(["train", "grpo", "--config", str(path), "--steps", "1"]) == 2
+
+
 def test_the_grpo_recipe_names_only_fields_its_code_takes():
     import inspect
 
-    from chatir_env.config import dataclass_from, load_config
-    from chatir_env.train.grpo import EnvConfig, EvalConfig
+    from chatir_env.config import load_config, validate
+    from chatir_env.train.grpo import GRPOStageConfig, SFTStageConfig
     from chatir_env.worlds.visdial import build_visdial_world
-    from chatir_env.worlds.visdial_train import build_visdial_train_world
+    from chatir_env.worlds.visdial_train import build_visdial_train_replay_world, build_visdial_train_world
 
-    config = load_config("grpo_visdial_train")
-    env = dataclass_from(EnvConfig, config["env"], "env")
-    ev = dataclass_from(EvalConfig, config["eval"], "eval")
-    assert env.world == "visdial_train" and ev.world == "visdial"
-    inspect.signature(build_visdial_train_world).bind(**env.world_kwargs)
-    inspect.signature(build_visdial_world).bind(**ev.world_kwargs)
-    assert set(config) <= {"stage", "threads", "out_dir", "model", "lora", "env", "grpo", "eval", "_path"}
+    config = validate(GRPOStageConfig, load_config("grpo_visdial_train"))
+    assert config.env.world == "visdial_train" and config.eval.world == "visdial"
+    inspect.signature(build_visdial_train_world).bind(**config.env.world_kwargs)
+    inspect.signature(build_visdial_world).bind(**config.eval.world_kwargs)
+    # the warm start is SFT on VisDial train's human questions, with the system prompt GRPO uses
+    sft = validate(SFTStageConfig, load_config(config.model.warm_start))
+    assert sft.data.source == "visdial_train" and sft.out_dir + "/final" == config.model.path
+    assert sft.env.system_prompt == config.env.system_prompt and sft.env.max_question_tokens == config.env.max_question_tokens
+    inspect.signature(build_visdial_train_replay_world).bind(**sft.data.world_kwargs)
+    assert sft.data.world_kwargs["train_file"] == config.env.world_kwargs["train_file"]

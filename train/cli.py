@@ -16,11 +16,6 @@ TRAINERS = {
     "grpo": ("chatir_env.train.grpo", "language-model questioner with TRL GRPO"),
 }
 
-# Trainers that read the bookkeeping keys _command (recorded beside checkpoints) and _overrides (which
-# --set option to blame for a bad field) besides _path.
-RECORDS_COMMAND = {"retriever", "ppo"}
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=sorted(TRAINERS), help="; ".join(f"{k}: {v[1]}" for k, v in TRAINERS.items()))
     parser.add_argument("--config", help="YAML config (a path, or the name of a packaged config); required unless --fields")
@@ -57,7 +52,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.config:
         raise ConfigError("--config is required (a YAML path, or the name of a packaged config)")
     config = apply_overrides(load_config(args.config), parse_key_values(args.set, option="--set"))
-    config["_command"] = command_line(args)
-    if args.what not in RECORDS_COMMAND:  # its own config check knows no bookkeeping key but _path
-        config = {k: v for k, v in config.items() if k == "_path" or not k.startswith("_")}
+    config["_command"] = command_line(args)  # recorded beside the run's outputs
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0

@@ -10,21 +10,52 @@ trainer, save, evaluate. See docs/grpo.md.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from ..atomic import atomic_write
-from ..config import ConfigError, dataclass_from, load_config, resolve_config_path
+from ..config import ConfigError, Schema, check_name, load_config, resolve_config_path, validate
 from ..worlds import build_world
 from .grpo_rollout import EnvConfig, EpisodeRollout, question_problem  # noqa: F401  (the rollout's public names)
-from .sft import (EvalConfig, _clean, _last_checkpoint, _read_json, _sections, _threads, _trainer_args, _write_json,
-                  evaluate_questioner, hits_line, lm_questioner, load_model, run_sft, save_questioner)
+from .sft import (EvalConfig, ModelSection, SFTStageConfig, _last_checkpoint, _read_json, _threads, _trainer_args,
+                  _write_json, check_lora_args, check_trainer_args, evaluate_questioner, hits_line, lm_questioner,
+                  load_model, run_command, run_record, run_sft, save_questioner)
 
 STAGES = ("sft", "grpo")
+
+
+class GRPOStageConfig(Schema):
+    """``chatir train grpo`` (``stage: grpo``, the default): GRPO on the env's reward (TRL ``GRPOTrainer``)."""
+
+    stage: Literal["grpo"] = Field("grpo", description="GRPO on whole episodes")
+    threads: int = Field(1, ge=0, description="torch CPU threads (0: torch's default)")
+    out_dir: str = Field("runs/grpo_shapes", description="run folder: final/, checkpoints, TensorBoard logs, results")
+    model: ModelSection = Field(description="the starting model (path, with warm_start: the SFT config that makes it)")
+    lora: dict[str, Any] | None = Field(None, description="peft.LoraConfig arguments (r, lora_alpha, target_modules, "
+                                        "...); null: full fine-tuning. The exported final/ is merged")
+    env: EnvConfig = Field(default_factory=EnvConfig, description="the training episodes")
+    grpo: dict[str, Any] = Field(default_factory=dict, description="trl.GRPOConfig arguments (bf16 defaults to on only "
+                                 "where CUDA supports it; gradient_checkpointing to off; max_completion_length to "
+                                 "max_rounds x (max_question_tokens + 16))")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="the benchmark after training")
+
+    @field_validator("grpo")
+    @classmethod
+    def _grpo_args_exist(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_trainer_args("GRPOConfig", values)
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_args_exist(cls, values: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_lora_args(values)
+
+
+CONFIG_SCHEMAS = {"stage: grpo": GRPOStageConfig, "stage: sft": SFTStageConfig}  # for `chatir train grpo --fields`
 
 
 # Reward functions: TRL logs each one's mean as rewards/<name>/mean; only episode_return has weight.
@@ -46,21 +77,21 @@ REWARD_WEIGHTS = [1.0, 0.0, 0.0]
 
 # --- the stage ---------------------------------------------------------------------------------------------
 
-def run_warm_start(model_cfg: dict | None, where: str) -> None:
+def run_warm_start(model_cfg: ModelSection | dict, where: str) -> None:
     """The warm start step: run the SFT config ``model.warm_start`` when ``model.path`` does not exist yet.
 
     Raises:
-        ConfigError: the SFT run failed or did not write ``model.path``.
+        ConfigError: ``model.warm_start`` is not an SFT config, or the SFT run failed or did not write ``model.path``.
     """
-    model_cfg = model_cfg or {}
-    path, warm = model_cfg.get("path"), model_cfg.get("warm_start")
+    if not isinstance(model_cfg, ModelSection):
+        model_cfg = validate(ModelSection, model_cfg, f"{where}: model")
+    path, warm = model_cfg.path, model_cfg.warm_start
     if not path or not warm or Path(path).exists():
         return
     print(f"[grpo] {path} not found: running the warm start {warm} first")
     sft_config = load_config(resolve_config_path(warm))
     if sft_config.get("stage", "grpo") != "sft":
         raise ConfigError(f"{where}: model.warm_start {warm} must be an SFT config (stage: sft)")
-    _threads(sft_config)
     code = run_sft(sft_config, None, None)
     if code or not Path(path).exists():
         raise ConfigError(f"{where}: warm start {warm} did not produce {path}")
@@ -86,7 +117,7 @@ class _CurveCallback:
 
             def measure(self, model, step):
                 q = lm_questioner(model, self.tok, self.ev, self.env)
-                s = evaluate_questioner(self.world, q, dataclasses.replace(self.ev, bootstrap_samples=20),
+                s = evaluate_questioner(self.world, q, self.ev.model_copy(update={'bootstrap_samples': 20}),
                                         self.ev.curve_targets, self.ev.curve_rounds)
                 point = {"step": step, "hits@10": s["hits@10"][-1], "invalid": s["invalid_questions"],
                          "wall_s": time.time() - self.t0}
@@ -102,35 +133,50 @@ class _CurveCallback:
 
 
 def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
+    """GRPO on whole episodes: config, warm start, model, world, trainer, save, evaluate.
+
+    Args:
+        config: the config's fields (a :class:`GRPOStageConfig` as a dict, with the CLI's ``_path``,
+            ``_command`` and ``_overrides``).
+        out_dir: overrides ``out_dir``.
+        steps: overrides ``grpo.max_steps``.
+
+    Returns:
+        0.
+
+    Raises:
+        ConfigError: the config is not valid (the message names the file and the field), or the warm start failed.
+    """
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    cfg = validate(GRPOStageConfig, config)
     where = config.get("_path", "config")
-    _sections(config, where, {"stage", "threads", "out_dir", "model", "lora", "env", "grpo", "eval"})
-    out = Path(out_dir or config.get("out_dir") or "runs/grpo_shapes")
+    command = run_command(config, out_dir, steps)
+    _threads(cfg.threads)
+    out = Path(out_dir or cfg.out_dir)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    env = dataclass_from(EnvConfig, config.get("env"), f"{where}: env")
-    ev = dataclass_from(EvalConfig, config.get("eval"), f"{where}: eval")
+    env, ev = cfg.env, cfg.eval
     t_start = time.time()
-    run_warm_start(config.get("model"), where)
-    model, tok = load_model(config.get("model"), where, out)
-    start_path = (config.get("model") or {}).get("path")
+    run_warm_start(cfg.model, where)
+    model, tok = load_model(cfg.model, where)
+    start_path = cfg.model.path
     world = build_world(env.world, **env.world_kwargs)
     targets = list(world.targets)[: env.num_targets or None]
-    grpo_values = dict(config.get("grpo") or {})
+    grpo_values = dict(cfg.grpo)
     grpo_values.setdefault("reward_weights", REWARD_WEIGHTS)
     grpo_values.setdefault("max_completion_length", env.max_rounds * (env.max_question_tokens + 16))
     args = _trainer_args(GRPOConfig, grpo_values, where, "grpo", out, steps)
     peft_config = None
-    if config.get("lora"):
+    if cfg.lora:
         try:
             from peft import LoraConfig
         except ImportError:
             raise ConfigError(f"{where}: lora needs peft: pip install 'chatir-env[lora]'") from None
         try:
-            peft_config = LoraConfig(task_type="CAUSAL_LM", **config["lora"])
-        except TypeError as err:
+            peft_config = LoraConfig(task_type="CAUSAL_LM", **cfg.lora)
+        except (TypeError, ValueError) as err:
             raise ConfigError(f"{where}: lora: {err}") from None
     rollout = EpisodeRollout(world, tok, env)
     eval_world = build_world(ev.world, **ev.world_kwargs) if ev.enabled else None
@@ -148,8 +194,8 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
         final_model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     final = out / "final"
     meta = {"stage": "grpo", "system_prompt": env.system_prompt or None, "max_question_tokens": env.max_question_tokens,
-            "env": dataclasses.asdict(env), "start": start_path, "train_seconds": train_seconds, "steps": trainer.state.global_step,
-            "config": config.get("_path")}
+            "env": env.model_dump(mode="json"), "start": start_path, "train_seconds": train_seconds,
+            "steps": trainer.state.global_step, "config": config.get("_path"), "command": command}
     save_questioner(final_model, tok, final, meta)
     _write_json(out / "log_history.json", trainer.state.log_history)
     plot_training(trainer.state.log_history, out / "training_curve.png",
@@ -165,9 +211,10 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
         print(hits_line("grpo", rows["GRPO"]))
         from ..eval.report import write_results
 
+        record = run_record(cfg, config, command)
         write_results(out / "benchmark", {k: {kk: vv for kk, vv in v.items() if kk != "example_dialogs"} for k, v in rows.items()},
-                      _clean(config), title="Shapes oracle: LM questioner, SFT vs GRPO")
-        _write_json(out / "results.json", {"config": _clean(config), "train_seconds": train_seconds,
+                      record, title="Shapes oracle: LM questioner, SFT vs GRPO")
+        _write_json(out / "results.json", {"config": record, "train_seconds": train_seconds,
                                            "total_seconds": time.time() - t_start, "steps": trainer.state.global_step,
                                            "results": rows})
     return 0
@@ -222,9 +269,11 @@ def plot_training(log_history: list[dict], path: Path, curve: list[dict] | None 
 
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
-    """``chatir train grpo --config FILE``: ``stage: sft`` (warm start) or ``stage: grpo`` (default)."""
+    """``chatir train grpo --config FILE``: ``stage: sft`` (warm start) or ``stage: grpo`` (default).
+
+    Raises:
+        ConfigError: an unknown stage, or a config its stage's schema refuses.
+    """
     stage = config.get("stage", "grpo")
-    if stage not in STAGES:
-        raise ConfigError(f"{config.get('_path', 'config')}: stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    _threads(config)
+    check_name("stage", stage, STAGES, where=f"{config.get('_path', 'config')}: stage")
     return run_sft(config, out_dir, steps) if stage == "sft" else run_grpo(config, out_dir, steps)

@@ -16,34 +16,60 @@ tokenizer's chat template, so the model never sees the id. See docs/grpo.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..agents.lm import chat_ids, decode_question, dialog_messages, eos_ids, generate_batch
+from ..config import Schema, check_name
 from ..core import EpisodeBatch
-from ..rewards import RewardFn
+from ..rewards import REWARDS, RewardFn
+from ..worlds import check_world_args, world_names
 from ..worlds.base import World
 from ..worlds.shapes_language import DONT_KNOW
 
 
-@dataclass
-class EnvConfig:
-    """The episodes a GRPO rollout plays."""
+class EnvConfig(Schema):
+    """The episodes a GRPO rollout plays (the ``env:`` section; the SFT stage reads its prompt fields)."""
 
-    world: str = "shapes_oracle"
-    world_kwargs: dict = field(default_factory=lambda: {"split": "train", "corpus_size": 50_000, "num_targets": None})
-    num_targets: int = 0                  # train on the first N of the world's targets (0: all)
-    max_rounds: int = 5
-    reward: str = "log_rank_delta"
-    hit_bonus: float = 0.0
-    invalid_question_penalty: float = 1.0  # subtracted from the return per empty / refused / non-question turn
-    require_question_mark: bool = True     # text not ending in '?' counts as a non-question
-    max_question_tokens: int = 16
-    max_question_chars: int = 300
-    system_prompt: str = ""
+    world: str = Field("shapes_oracle", description="registered world the episodes play in (its train split)")
+    world_kwargs: dict[str, Any] = Field(
+        default_factory=lambda: {"split": "train", "corpus_size": 50_000, "num_targets": None},
+        description="the world's keyword arguments (`chatir worlds`); use its train split, never the benchmark")
+    num_targets: int = Field(0, ge=0, description="train on the first N of the world's targets (0: all)")
+    max_rounds: int = Field(5, ge=1, description="questions per episode")
+    reward: str = Field("log_rank_delta", description="per-round reward (chatir_env.rewards)")
+    hit_bonus: float = Field(0.0, ge=0, description="added on the round the target first enters the top 10")
+    invalid_question_penalty: float = Field(1.0, ge=0, description="subtracted from the return per empty, refused or "
+                                                                   "non-question turn")
+    require_question_mark: bool = Field(True, description="text not ending in '?' counts as a non-question")
+    max_question_tokens: int = Field(16, ge=1, description="tokens the model may generate per question")
+    max_question_chars: int = Field(300, ge=1, description="longer questions are refused by the env (a pass)")
+    system_prompt: str = Field("", description="system message of the questioner's chat (empty: none); recorded "
+                                               "with the trained model so LMQuestioner reuses it")
 
+    @field_validator("world")
+    @classmethod
+    def _world_exists(cls, world: str) -> str:
+        return check_name("world", world, world_names())
+
+    @field_validator("world_kwargs", mode="before")
+    @classmethod
+    def _none_is_empty(cls, kwargs: Any) -> Any:
+        return {} if kwargs is None else kwargs
+
+    @field_validator("world_kwargs")
+    @classmethod
+    def _world_args_exist(cls, kwargs: dict, info: ValidationInfo) -> dict:
+        if "world" in info.data:  # else the world itself was refused
+            check_world_args(info.data["world"], kwargs)
+        return kwargs
+
+    @field_validator("reward")
+    @classmethod
+    def _reward_exists(cls, reward: str) -> str:
+        return check_name("reward", reward, REWARDS)
 
 
 def question_problem(text: str, require_question_mark: bool) -> str | None:

@@ -6,7 +6,7 @@ human answers), the completion is the human question asked next. Rows come from 
 split of a VisDial training world only, so neither the held-out validation slice nor (through the
 world's leakage guard) any benchmark image is trained on. The same ``{"prompt", "completion"}``
 rows as the Shapes warm start (``chatir_env.train.shapes_lm.shapes_sft_examples``), for TRL's
-``SFTTrainer``.
+``SFTTrainer``; the SFT stage reads them with ``data.source: visdial_train`` (configs/sft_visdial_train.yaml).
 
 The answers in the prompts are VisDial's people's ("yes, he is"), not BLIP2's ("yes"): the style the
 questioner then meets in GRPO and at test time is BLIP2's (see docs/visdial.md).
