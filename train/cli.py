@@ -54,3 +54,26 @@ def run(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config), parse_key_values(args.set, option="--set"))
     config["_command"] = command_line(args)  # recorded beside the run's outputs
     return module.main(config, out_dir=args.out_dir, steps=args.steps) or 0
+
+
+def recorded_command(trainer: str, config: dict, out_dir: str | None, steps: int | None) -> str:
+    """The command that runs ``config``: ``config["_command"]`` as the CLI recorded it, else rebuilt.
+
+    Args:
+        trainer: ``ppo``, ``grpo`` or ``retriever``.
+        config: the loaded config, with the CLI's ``_command`` / ``_overrides`` / ``_path`` when present.
+        out_dir: the ``--out-dir`` override, if any.
+        steps: the ``--steps`` override, if any.
+
+    Returns:
+        A shell-quoted command line.
+    """
+    if config.get("_command"):
+        return str(config["_command"])
+    words = ["chatir", "train", trainer, "--config", str(config.get("_path", "<config>"))]
+    for origin in (config.get("_overrides") or {}).values():
+        option, _, item = origin.partition(" ")
+        words += [option, item]
+    words += ["--steps", str(steps)] if steps else []
+    words += ["--out-dir", out_dir] if out_dir else []
+    return shlex.join(words)

@@ -18,13 +18,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from .cli import recorded_command
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, load_config, resolve_config_path, validate
 from ..worlds import build_world
 from .grpo_rollout import EnvConfig, EpisodeRollout, question_problem  # noqa: F401  (the rollout's public names)
 from .sft import (EvalConfig, ModelSection, SFTStageConfig, _last_checkpoint, _read_json, _threads, _trainer_args,
                   _write_json, check_lora_args, check_trainer_args, evaluate_questioner, hits_line, lm_questioner,
-                  load_model, run_command, run_record, run_sft, save_questioner)
+                  load_model, run_record, run_sft, save_questioner)
 
 STAGES = ("sft", "grpo")
 
@@ -152,7 +153,7 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
 
     cfg = validate(GRPOStageConfig, config)
     where = config.get("_path", "config")
-    command = run_command(config, out_dir, steps)
+    command = recorded_command("grpo", config, out_dir, steps)
     _threads(cfg.threads)
     out = Path(out_dir or cfg.out_dir)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from .cli import recorded_command
 from ..agents.policy import PolicyQuestioner
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema, check_name, validate
@@ -100,18 +100,6 @@ class PPOConfig(Schema):
 
 CONFIG_SCHEMAS = {"ppo config": PPOConfig}  # for `chatir train ppo --fields`
 
-
-def command_line(config: dict, out_dir: str | None, steps: int | None) -> str:
-    """The command that runs ``config``: ``config["_command"]`` as the CLI recorded it, else rebuilt."""
-    if config.get("_command"):
-        return str(config["_command"])
-    words = ["chatir", "train", "ppo", "--config", str(config.get("_path", "<config>"))]
-    for origin in (config.get("_overrides") or {}).values():
-        option, _, item = origin.partition(" ")
-        words += [option, item]
-    words += ["--steps", str(steps)] if steps else []
-    words += ["--out-dir", out_dir] if out_dir else []
-    return shlex.join(words)
 
 
 class RunClock:
@@ -221,7 +209,7 @@ class ValidationCallback(BaseCallback):
 
 def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> int:
     cfg = validate(PPOConfig, config)
-    command = command_line(config, out_dir, steps)
+    command = recorded_command("ppo", config, out_dir, steps)
     if out_dir:
         cfg.out_dir = out_dir
     if steps:

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .cli import recorded_command
 from ..agents.lm import QUESTIONER_META, LMQuestioner
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, validate
@@ -282,18 +282,6 @@ def _threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def run_command(config: dict, out_dir: str | None, steps: int | None) -> str:
-    """The command that runs ``config``: ``config["_command"]`` as the CLI recorded it, else rebuilt."""
-    if config.get("_command"):
-        return str(config["_command"])
-    words = ["chatir", "train", "grpo", "--config", str(config.get("_path", "<config>"))]
-    for origin in (config.get("_overrides") or {}).values():
-        option, _, item = origin.partition(" ")
-        words += [option, item]
-    words += ["--steps", str(steps)] if steps else []
-    words += ["--out-dir", out_dir] if out_dir else []
-    return shlex.join(words)
-
 
 def run_record(cfg: Schema, config: dict, command: str) -> dict:
     """The validated config as it ran, with the file it came from and the command: what results.json keeps."""
@@ -342,7 +330,7 @@ def run_sft(config: dict, out_dir: str | None, steps: int | None) -> int:
 
     cfg = validate(SFTStageConfig, config)
     where = config.get("_path", "config")
-    command = run_command(config, out_dir, steps)
+    command = recorded_command("grpo", config, out_dir, steps)
     _threads(cfg.threads)
     out = Path(out_dir or cfg.out_dir)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))
