@@ -23,6 +23,7 @@ quick: venv
 	$(BIN)/chatir benchmark --config shapes_demo --num-targets 200 --out-dir runs/shapes_quick
 
 test: venv
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:
