@@ -34,7 +34,8 @@ def candidate_weights(scores: np.ndarray, softmax_scale: float | None) -> np.nda
     Args:
         scores: ``[n, K]`` scores, best first.
         softmax_scale: ``softmax(scale * scores)`` (1.0 turns the exact scorer's log-likelihoods into the
-            posterior); None weights every candidate alike.
+            posterior; a dual encoder's InfoNCE logit scale, ``1 / T``, its cosines into the posterior its
+            training calibrated); None weights every candidate alike.
 
     Returns:
         Rows summing to 1.

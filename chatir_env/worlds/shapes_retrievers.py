@@ -273,6 +273,9 @@ class ShapesLearnedRetriever:
         self.dim = model.config["dim"]
         self.batch_size = batch_size
         self.fingerprint = "shapes-dual-" + state_dict_digest(model)
+        # The InfoNCE inverse temperature the encoder was trained with: softmax(logit_scale * cosine) is the
+        # posterior over images the training loss calibrated, so candidate weighting reads it from the weights.
+        self.logit_scale = float(model.logit_scale.detach().exp())
 
     @torch.inference_mode()
     def encode_images(self, scenes: SceneSet | np.ndarray) -> torch.Tensor:
