@@ -4,7 +4,8 @@ Config (YAML)::
 
     name: shapes_demo
     max_rounds: 10
-    num_targets: 2064            # the first n benchmark targets of each world (null: all)
+    num_targets: 2064            # a seeded random sample of n benchmark targets of each world (null: all)
+    target_seed: 0               # the sample's seed (recorded in results.json with the ids' SHA-256)
     worlds:                      # each: a label, a registered world, and its keyword arguments
       - {name: learned, world: shapes}
       - {name: exact, world: shapes_oracle, args: {answer_noise: 0.0}}
@@ -31,7 +32,8 @@ from ..config import ConfigError, load_config
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
-    parser.add_argument("--num-targets", type=int, help="override num_targets (e.g. a quick look with 200)")
+    parser.add_argument("--num-targets", type=int, help="override num_targets: a seeded random sample (e.g. a quick look with 200)")
+    parser.add_argument("--target-seed", type=int, help="override target_seed, the seed of the --num-targets sample")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
 
 
@@ -52,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
         config["out_dir"] = args.out_dir
     if args.num_targets:
         config["num_targets"] = args.num_targets
+    if args.target_seed is not None:
+        config["target_seed"] = args.target_seed
     return run_benchmark(config, bootstrap=args.bootstrap)
 
 
 def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) -> int:
     from ..agents import make_questioner
+    from ..target_sample import DEFAULT_TARGET_SEED, sample_record, sample_targets
     from ..worlds import build_world
     from .report import format_table, summarize_record, write_results
     from .runner import play_episodes
@@ -67,6 +72,8 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
             raise ConfigError(f"{where}: '{key}' must be a non-empty list")
     max_rounds = int(config.get("max_rounds", 10))
     num_targets = config.get("num_targets")
+    target_seed = int(config.get("target_seed", DEFAULT_TARGET_SEED))
+    samples: dict[str, dict] = {}
     out_dir = Path(config.get("out_dir", f"runs/{config.get('name', 'benchmark')}"))
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
@@ -76,7 +83,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
         label = w.get("name", w["world"])
         t0 = time.time()
         world = build_world(w["world"], **(w.get("args") or {}))
-        targets = list(world.targets)[: num_targets or None]
+        # A random sample, never the first n: targets are in corpus order and ties go to the lower index.
+        targets = sample_targets(world.targets, num_targets, target_seed)
+        samples[label] = sample_record(world.targets, targets, target_seed)
         print(f"[{label}] world {w['world']}: {len(world.index)} corpus items, {len(targets)} targets ({time.time() - t0:.1f}s to build)")
         for q in config["questioners"]:
             if "questioner" not in q:
@@ -102,7 +111,7 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 failures[run_name] = f"{type(err).__name__}: {err}"
                 print(f"[{run_name}] FAILED: {failures[run_name]}")
                 traceback.print_exc()
-            write_results(out_dir, rows, {**config, "failures": failures}, title=config.get("name", ""))
+            write_results(out_dir, rows, {**config, "target_samples": samples, "failures": failures}, title=config.get("name", ""))
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")

@@ -19,7 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a world keyword argument (repeatable), e.g. corpus_size=5000")
     parser.add_argument("--questioner", action="append", metavar="NAME",
                         help="short name or package.module:Class (repeatable); default: caption_only, random")
-    parser.add_argument("--num-targets", type=int, help="only the first n benchmark targets")
+    parser.add_argument("--num-targets", type=int, help="a seeded random sample of n benchmark targets (recorded in results.json)")
+    parser.add_argument("--target-seed", type=int, default=0, help="the seed of the --num-targets sample")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", default="runs/eval", help="output folder")
     parser.add_argument("--bootstrap", type=int, default=1000)
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         "name": f"eval-{args.world}",
         "max_rounds": args.rounds,
         "num_targets": args.num_targets,
+        "target_seed": args.target_seed,
         "worlds": [{"name": args.world, "world": args.world, "args": world_args}],
         "questioners": [{"name": q, "questioner": q} for q in (args.questioner or ["caption_only", "random"])],
         "out_dir": args.out,

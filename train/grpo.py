@@ -36,6 +36,7 @@ from ..agents.lm import (QUESTIONER_META, LMQuestioner, chat_ids, decode_questio
 from ..config import ConfigError, dataclass_from, load_config, resolve_config_path
 from ..core import EpisodeBatch, InvalidQuestionError, validate_question
 from ..rewards import RewardFn
+from ..target_sample import sample_targets
 from ..worlds import build_world
 from ..worlds.base import World
 from ..worlds.shapes_language import DONT_KNOW
@@ -49,7 +50,7 @@ class EnvConfig:
 
     world: str = "shapes_oracle"
     world_kwargs: dict = field(default_factory=lambda: {"split": "train", "corpus_size": 50_000, "num_targets": None})
-    num_targets: int = 0                  # train on the first N of the world's targets (0: all)
+    num_targets: int = 0                  # train on a seeded random N of the world's targets (0: all)
     max_rounds: int = 5
     reward: str = "log_rank_delta"
     hit_bonus: float = 0.0
@@ -271,11 +272,7 @@ def evaluate_questioner(world: World, questioner, ev: EvalConfig, num_targets: i
     from ..eval.runner import play_episodes
 
     n = num_targets if num_targets is not None else ev.num_targets
-    targets = None
-    if n and n < len(world.targets):
-        # a seeded random subset: the first ids are easier (ties rank lower corpus indices first)
-        pick = np.random.default_rng(ev.seed).choice(len(world.targets), n, replace=False)
-        targets = [world.targets[i] for i in sorted(pick)]
+    targets = sample_targets(world.targets, n, ev.seed)
     t0 = time.time()
     record = play_episodes(world, questioner, targets=targets, max_rounds=max_rounds or ev.max_rounds,
                            batch_size=ev.batch_size, progress=False)
@@ -422,7 +419,7 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
     model, tok = load_model(config.get("model"), where, out)
     start_path = (config.get("model") or {}).get("path")
     world = build_world(env.world, **env.world_kwargs)
-    targets = list(world.targets)[: env.num_targets or None]
+    targets = sample_targets(world.targets, env.num_targets)
     grpo_values = dict(config.get("grpo") or {})
     grpo_values.setdefault("reward_weights", REWARD_WEIGHTS)
     grpo_values.setdefault("max_completion_length", env.max_rounds * (env.max_question_tokens + 16))
