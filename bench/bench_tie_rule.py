@@ -38,7 +38,8 @@ from chatir_env.worlds import build_world  # noqa: E402
 TILE = 256
 
 
-def tie_ranks(world, dialogs: list[Dialog], positions: torch.Tensor, priorities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tie_ranks(world, dialogs: list[Dialog], positions: torch.Tensor,
+              priorities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stable ranks, random-tie ranks under each row of ``priorities`` ([draws, N]), and tie counts.
 
     rank = #strictly higher + #tied items ahead of the target: ahead = a lower corpus index (stable) or
@@ -105,7 +106,8 @@ def main() -> None:
             dialogs = [Dialog(d.caption, d.turns[:t]) for d in record.dialogs]
             stable[t], random[:, t], ties[t] = tie_ranks(world, dialogs, positions, priorities)
         if not np.array_equal(stable, record.ranks):  # the recomputation must reproduce what the benchmark measured
-            raise SystemExit(f"{name}: recomputed stable ranks differ from the run's in {(stable != record.ranks).sum()} cells")
+            differing = int((stable != record.ranks).sum())
+            raise SystemExit(f"{name}: recomputed stable ranks differ from the run's in {differing} cells")
         hits_stable = hits_at_k(stable)
         hits_random = np.stack([hits_at_k(random[d]) for d in range(args.draws)])
         diff = hits_random.mean(axis=0) - hits_stable
@@ -144,8 +146,9 @@ def main() -> None:
     print(f"caption-only R0: full {full['hits@10_round0']:.1f} {full['ci95']}; first {args.subset} {first['hits@10_round0']:.1f} "
           f"{first['ci95']}; random {args.subset} {sampled['hits@10_round0']:.1f} {sampled['ci95']} (full inside: {inside})")
     verdict = max(r["max_abs_difference"] for r in rows.values())
-    save(args.out, {"world": "shapes_oracle", "corpus_size": len(world.index), "targets": len(targets), "draws": args.draws,
-                    "rows": rows, "largest_row_difference_points": verdict, "subset_caption_only": subsets})
+    save(args.out, {"world": "shapes_oracle", "corpus_size": len(world.index), "targets": len(targets),
+                    "draws": args.draws, "rows": rows, "largest_row_difference_points": verdict,
+                    "subset_caption_only": subsets})
 
 
 if __name__ == "__main__":

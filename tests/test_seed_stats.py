@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from chatir_env.eval.seed_stats import iqm, iqm_with_ci
+from chatir_env.eval.seed_stats import iqm, iqm_with_ci, mean_with_ci
 
 # Recorded with rliable 1.2.0 (arch 7.2, pandas 2.3, numpy 2.x) in a separate virtualenv:
 #
@@ -16,6 +16,8 @@ from chatir_env.eval.seed_stats import iqm, iqm_with_ci
 #           np.random.seed(seed)
 #           point, ci = rly.get_interval_estimates({"a": x.T}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=500)
 #           print(name, seed, repr(float(point["a"][0])), repr(ci["a"][:, 0].tolist()))
+#   np.random.seed(0)   # and the mean, for mean_with_ci
+#   point, ci = rly.get_interval_estimates({"a": hits.T}, lambda s: np.array([metrics.aggregate_mean(s)]), reps=500)
 RLIABLE = {
     ("hits", 0): (58.333333333333336, [41.666666666666664, 75.0]),
     ("hits", 5): (58.333333333333336, [40.0, 75.0]),
@@ -34,8 +36,14 @@ def fixed_scores(name: str) -> np.ndarray:
 def test_matches_rliable_on_fixed_data(name, seed):
     expected_iqm, expected_ci = RLIABLE[(name, seed)]
     estimate = iqm_with_ci(fixed_scores(name), reps=500, seed=seed)
-    assert estimate.iqm == pytest.approx(expected_iqm, abs=1e-12)
+    assert estimate.value == pytest.approx(expected_iqm, abs=1e-12)
     assert [estimate.low, estimate.high] == pytest.approx(expected_ci, abs=1e-12)
+
+
+def test_mean_matches_rliable_on_fixed_data():
+    estimate = mean_with_ci(fixed_scores("hits"), reps=500, seed=0)
+    assert estimate.value == pytest.approx(54.166666666666664, abs=1e-12)
+    assert [estimate.low, estimate.high] == pytest.approx([45.833333333333336, 62.5], abs=1e-12)
 
 
 def test_iqm_by_hand():
@@ -51,7 +59,7 @@ def test_identical_seeds_give_a_point_interval_and_strata_are_kept():
     # (Resampling across seeds would mix them and widen it.)
     scores = np.array([[0.0] * 20, [100.0] * 20])
     estimate = iqm_with_ci(scores, reps=200)
-    assert estimate.iqm == 50.0 and estimate.low == 50.0 and estimate.high == 50.0
+    assert estimate.value == 50.0 and estimate.low == 50.0 and estimate.high == 50.0
 
 
 @pytest.mark.parametrize("bad,match", [(np.zeros(5), "seeds, targets"), (np.full((2, 3), np.nan), "NaN")])
