@@ -98,6 +98,15 @@ def _split_run_name(name: str) -> tuple[str, str]:
     return (world, questioner) if sep else ("", name)
 
 
+def plot_panels(rows: dict[str, dict]) -> dict[str, list[tuple[str, dict]]]:
+    """The plot's layout: world -> [(questioner, summary), ...], worlds and runs in the order of ``rows``."""
+    panels: dict[str, list[tuple[str, dict]]] = {}
+    for name, summary in rows.items():
+        world, questioner = _split_run_name(name)
+        panels.setdefault(world, []).append((questioner, summary))
+    return panels
+
+
 def plot_hits(rows: dict[str, dict], path: Path, k: int = 10, title: str = "") -> None:
     """Hits@k per round: one panel per world, one colour per questioner in every panel, 95% bands.
 
@@ -109,13 +118,8 @@ def plot_hits(rows: dict[str, dict], path: Path, k: int = 10, title: str = "") -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels: dict[str, list[tuple[str, dict]]] = {}
-    questioners: list[str] = []
-    for name, s in rows.items():
-        world, questioner = _split_run_name(name)
-        panels.setdefault(world, []).append((questioner, s))
-        if questioner not in questioners:
-            questioners.append(questioner)
+    panels = plot_panels(rows)
+    questioners = list(dict.fromkeys(q for runs in panels.values() for q, _ in runs))
     palette = plt.get_cmap("tab10" if len(questioners) <= 10 else "tab20")
     colour = {q: palette(i % palette.N) for i, q in enumerate(questioners)}
     n = max(1, len(panels))

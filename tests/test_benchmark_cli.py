@@ -115,3 +115,38 @@ def test_chatir_eval_command(tmp_path, capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "chatir_env.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "benchmark" in out.stdout
+
+
+def test_plot_has_a_panel_per_world_and_a_colour_per_questioner(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from chatir_env.eval import report
+
+    flat = {"rounds": 2, "hits@10": [10.0, 20.0, 30.0], "hits@10_ci95": [[5.0, 15.0, 25.0], [15.0, 25.0, 35.0]]}
+    rows = {"learned/random": flat, "learned/ppo": flat, "exact/ppo": flat, "exact/random": flat, "solo": flat}
+    panels = report.plot_panels(rows)
+    assert list(panels) == ["learned", "exact", ""]
+    assert [q for q, _ in panels["exact"]] == ["ppo", "random"]
+    figures = []
+    original = plt.subplots
+
+    def spy(*args, **kwargs):
+        figures.append(original(*args, **kwargs))
+        return figures[-1]
+
+    plt.subplots = spy
+    try:
+        report.plot_hits(rows, tmp_path / "p.png")
+    finally:
+        plt.subplots = original
+    fig, axes = figures[0]
+    assert axes.shape == (1, 3)
+    colours = {}
+    for ax in axes[0]:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert {k: len(v) for k, v in colours.items()} == {"random": 1, "ppo": 1, "solo": 1}
+    assert colours["random"] != colours["ppo"]
+    legend = fig.legends[0]  # a figure legend, outside every panel
+    assert [t.get_text() for t in legend.get_texts()] == ["random", "ppo", "solo"]
+    assert not any(ax.get_legend() for ax in axes[0])
