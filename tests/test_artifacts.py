@@ -66,3 +66,21 @@ def test_shipped_artifact_hits_at_10(worlds, label):
     assert abs(hits - full) <= tolerance, f"{label}: Hits@10 R{round_} {hits:.1f} on the subset, full run {full:.1f}"
     if recorded_subset is not None:
         assert abs(hits - recorded_subset) <= 2 * 100 / SUBSET, f"{label}: {hits:.2f}, recorded {recorded_subset:.2f}"
+
+
+def test_a_random_subset_estimates_the_full_benchmark_and_the_first_targets_do_not(worlds):
+    from chatir_env.metrics import bootstrap_ci
+
+    world = worlds["shapes_oracle"]
+    questioner = make_questioner("caption_only")
+
+    def round0(targets):
+        return play_episodes(world, questioner, targets, max_rounds=1, progress=False).ranks
+
+    full = float(hits_at_k(round0(world.targets))[0])
+    sampled = round0(sample_targets(world.targets, 300, 0))
+    lo, hi = bootstrap_ci(sampled, hits_at_k, samples=500)
+    assert lo[0] <= full <= hi[0], (full, lo[0], hi[0])
+    # the first 300 in corpus order win their ties (lower corpus indices rank first): 56.7% against 35.9%
+    first = round0(list(world.targets)[:300])
+    assert float(hits_at_k(first)[0]) > hi[0] + 10
