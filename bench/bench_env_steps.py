@@ -16,6 +16,7 @@ import gymnasium as gym
 import torch
 
 import chatir_env  # noqa: F401
+from _results import save
 from chatir_env.worlds.shapes_language import POOL_TEXTS
 
 ENV_IDS = {"shapes": "ChatIR/Shapes-v0", "shapes_oracle": "ChatIR/ShapesOracle-v0"}
@@ -62,10 +63,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}, N = {args.num_envs}, {args.episodes} episodes of 10 rounds each")
+    figures = {}
     for world in args.world or sorted(ENV_IDS):
         vector_sps, single_sps = bench(world, args.num_envs, args.episodes)
         print(f"{ENV_IDS[world]:<24} vector env {vector_sps:8.1f} steps/s   {args.num_envs} single envs {single_sps:8.1f} steps/s"
               f"   ratio {vector_sps / single_sps:5.1f}x")
+        figures[ENV_IDS[world]] = {"vector_env_steps_per_s": round(vector_sps, 1),
+                                   "single_envs_steps_per_s": round(single_sps, 1), "ratio": round(vector_sps / single_sps, 2)}
+    save("env_steps", {"num_envs": args.num_envs, "episodes": args.episodes, "torch_threads": torch.get_num_threads(),
+                       "worlds": figures})
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import argparse
 import time
 
 import torch
+from _results import save
 from _source_tree import use_source_tree
 
 use_source_tree()
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"package eval-dialogs: {package_s:8.2f} s")
     print(f"argsort (eval.py):    {argsort_s:8.2f} s")
     print(f"speed ratio (argsort / package): {argsort_s / package_s:.1f}x")
+    save("eval_dialogs" if str(device) == "cpu" else f"eval_dialogs_{str(device).split(':')[0]}",
+         {"device": str(device), "corpus": args.corpus, "dim": args.dim, "rounds": args.rounds,
+          "package_seconds": round(package_s, 3), "argsort_seconds": round(argsort_s, 3),
+          "ratio": round(argsort_s / package_s, 2), "ranks_identical_percent": same, "hits@10": hits_package.tolist()})
     return 0
 
 

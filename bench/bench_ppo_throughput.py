@@ -20,6 +20,8 @@ from chatir_env.pooled import PooledChatIREnv
 from chatir_env.sb3_vec_env import PooledVecEnv
 from chatir_env.worlds import build_world
 
+from _results import save
+
 ENV_IDS = {"shapes": "ChatIR/Shapes-v0", "shapes_oracle": "ChatIR/ShapesOracle-v0"}
 
 
@@ -46,6 +48,10 @@ def main() -> None:
     looped = steps_per_second(dummy, args.num_envs, args.rollouts)
     print(f"{ENV_IDS[args.world]}: MaskablePPO on PooledVecEnv {batched:.1f} env steps/s, on DummyVecEnv {looped:.1f}"
           f" env steps/s; ratio {batched / looped:.1f}x (N = {args.num_envs}, torch threads {args.threads})")
+    save(f"ppo_throughput_{args.world}", {
+        "world": ENV_IDS[args.world], "num_envs": args.num_envs, "torch_threads": args.threads,
+        "pooled_vec_env_steps_per_s": round(batched, 1), "dummy_vec_env_steps_per_s": round(looped, 1),
+        "ratio": round(batched / looped, 2)})
 
 
 if __name__ == "__main__":

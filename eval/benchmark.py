@@ -4,7 +4,8 @@ Config (YAML)::
 
     name: shapes_demo
     max_rounds: 10
-    num_targets: 2064            # the first n benchmark targets of each world (null: all)
+    num_targets: 2064            # a seeded random sample of n benchmark targets of each world (null: all)
+    target_seed: 0               # the sample's seed (recorded in results.json with the ids' SHA-256)
     worlds:                      # each: a label, a registered world, and its keyword arguments
       - {name: learned, world: shapes, args: {split: benchmark}}
       - {name: exact, world: shapes_oracle, args: {split: benchmark, answer_noise: 0.0}}
@@ -102,7 +103,9 @@ class BenchmarkConfig(Schema):
 
     name: str = Field("benchmark", description="the benchmark's title")
     max_rounds: int = Field(10, ge=1, description="questions per episode")
-    num_targets: int | None = Field(None, ge=1, description="the first n benchmark targets of each world (null: all)")
+    num_targets: int | None = Field(None, ge=1, description="a seeded random sample of n benchmark targets of each world "
+                                    "(null: all)")
+    target_seed: int = Field(0, ge=0, description="the seed of the num_targets sample (recorded with the ids' SHA-256)")
     worlds: list[WorldEntry] = Field(min_length=1, description="the worlds, each a label, a world and its arguments")
     questioners: list[QuestionerEntry] = Field(min_length=1, description="the questioners, each a label, a questioner "
                                                "and its arguments")
@@ -127,7 +130,8 @@ class BenchmarkConfig(Schema):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
-    parser.add_argument("--num-targets", type=int, help="override num_targets (e.g. a quick look with 200)")
+    parser.add_argument("--num-targets", type=int, help="override num_targets: a seeded random sample (e.g. a quick look with 200)")
+    parser.add_argument("--target-seed", type=int, help="override target_seed, the seed of the --num-targets sample")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     parser.add_argument("--fields", action="store_true",
                         help="list the config's fields (default and meaning of each) and exit")
@@ -166,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         config["out_dir"], origins["out_dir"] = args.out_dir, f"--out-dir {args.out_dir}"
     if args.num_targets is not None:
         config["num_targets"], origins["num_targets"] = args.num_targets, f"--num-targets {args.num_targets}"
+    if args.target_seed is not None:
+        config["target_seed"], origins["target_seed"] = args.target_seed, f"--target-seed {args.target_seed}"
     return run_benchmark(config, bootstrap=args.bootstrap)
 
 
@@ -179,6 +185,7 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
         ConfigError: the config does not validate (before anything runs).
     """
     from ..agents import make_questioner
+    from ..target_sample import sample_record, sample_targets
     from ..worlds import build_world
     from .report import format_table, summarize_record, write_results
     from .runner import play_episodes
@@ -186,6 +193,7 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
     cfg = validate(BenchmarkConfig, config)
     recorded = {**cfg.model_dump(), **{k: v for k, v in config.items() if k == "_path"}}
     out_dir = Path(cfg.out_dir or f"runs/{cfg.name}")
+    samples: dict[str, dict] = {}
     rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
     world_configs: dict[str, dict] = {}
@@ -193,7 +201,9 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
         t0 = time.time()
         world = build_world(w.world, **world_args(w.world, w.args))
         world_configs[w.label] = world.config
-        targets = list(world.targets)[: cfg.num_targets or None]
+        # A random sample, never the first n: targets are in corpus order and ties go to the lower index.
+        targets = sample_targets(world.targets, cfg.num_targets, cfg.target_seed)
+        samples[w.label] = sample_record(world.targets, targets, cfg.target_seed)
         print(f"[{w.label}] world {w.world}: {len(world.index)} corpus items, {len(targets)} targets "
               f"({time.time() - t0:.1f}s to build)")
         for q in cfg.questioners:
@@ -223,8 +233,8 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 if not isinstance(err, ConfigError):  # a config mistake is its message; a crash needs its trace
                     traceback.print_exc()
             # The figures after every run, so an interrupted benchmark keeps what it finished; the plot once, at the end.
-            write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "failures": failures}, plot=False)
-    write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "failures": failures}, title=cfg.name)
+            write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples, "failures": failures}, plot=False)
+    write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples, "failures": failures}, title=cfg.name)
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")

@@ -97,25 +97,54 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
     return paths
 
 
+def _split_run_name(name: str) -> tuple[str, str]:
+    """``"world/questioner"`` -> (world, questioner); a name without a world goes to the unnamed panel."""
+    world, sep, questioner = name.partition("/")
+    return (world, questioner) if sep else ("", name)
+
+
+def plot_panels(rows: dict[str, dict]) -> dict[str, list[tuple[str, dict]]]:
+    """The plot's layout: world -> [(questioner, summary), ...], worlds and runs in the order of ``rows``."""
+    panels: dict[str, list[tuple[str, dict]]] = {}
+    for name, summary in rows.items():
+        world, questioner = _split_run_name(name)
+        panels.setdefault(world, []).append((questioner, summary))
+    return panels
+
+
 def plot_hits(rows: dict[str, dict], path: Path, k: int = 10, title: str = "") -> None:
+    """Hits@k per round: one panel per world, one colour per questioner in every panel, 95% bands.
+
+    Runs are named ``world/questioner`` (as ``chatir benchmark`` names them). The legend sits outside
+    the panels, to their right, so it never hides a line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, s in rows.items():
-        x = np.arange(s["rounds"] + 1)
-        y = np.asarray(s[f"hits@{k}"])
-        lo, hi = (np.asarray(v) for v in s[f"hits@{k}_ci95"])
-        ax.plot(x, y, marker="o", ms=3, label=name)
-        ax.fill_between(x, lo, hi, alpha=0.15)
-    ax.set_xlabel("dialog round")
-    ax.set_ylabel(f"Hits@{k} (%)")
-    ax.set_title(title or f"Hits@{k} per round (95% bootstrap bands)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    panels = plot_panels(rows)
+    questioners = list(dict.fromkeys(q for runs in panels.values() for q, _ in runs))
+    palette = plt.get_cmap("tab10" if len(questioners) <= 10 else "tab20")
+    colour = {q: palette(i % palette.N) for i, q in enumerate(questioners)}
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 2.0, 4.2), dpi=120, sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, (world, runs) in zip(axes[0], panels.items() or [("", [])]):
+        for questioner, s in runs:
+            x = np.arange(s["rounds"] + 1)
+            lo, hi = (np.asarray(v) for v in s[f"hits@{k}_ci95"])
+            ax.fill_between(x, lo, hi, color=colour[questioner], alpha=0.18, linewidth=0)
+            ax.plot(x, s[f"hits@{k}"], marker="o", ms=3, color=colour[questioner], label=questioner)
+        ax.set_title(world or "runs", fontsize=10)
+        ax.set_xlabel("dialog round")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"Hits@{k} (%), cumulative")
+    if questioners:
+        handles = [plt.Line2D([], [], color=colour[q], marker="o", ms=3, label=q) for q in questioners]
+        fig.legend(handles=handles, loc="outside right center", fontsize=8, title="questioner", title_fontsize=8)
+    fig.suptitle(title or f"Hits@{k} per round (95% bootstrap bands over targets)", fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -318,19 +318,35 @@ def test_bad_config_fields_are_named(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_lora_option_trains_an_adapter_and_exports_a_merged_model(tmp_path):
+def test_lora_option_trains_an_adapter_and_exports_a_merged_model(tmp_path, tok, warm_model):
     pytest.importorskip("peft")
+    from transformers import AutoModelForCausalLM
+
+    start = tmp_path / "warm"
+    warm_model.save_pretrained(start)
+    tok.save_pretrained(start)
     config = {
         "_path": "test", "stage": "grpo", "out_dir": str(tmp_path / "lora"),
-        "model": {"build": "shapes_tiny", "config": TINY},
+        "model": {"path": str(start)},
         "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
         "env": {"world_kwargs": WORLD, "max_rounds": 2, "max_question_tokens": 8},
-        "grpo": {"per_device_train_batch_size": 4, "num_generations": 2, "save_strategy": "no", "report_to": []},
+        "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "learning_rate": 0.05, "save_strategy": "no",
+                 "report_to": []},
         "eval": {"enabled": False},
     }
-    assert grpo.main(config, steps=1) == 0
+    assert grpo.main(config, steps=2) == 0
     final = tmp_path / "lora" / "final"
     assert not (final / "adapter_config.json").exists()  # merged: LMQuestioner loads it as a plain model
+    before = warm_model.state_dict()
+    after = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    assert set(after) == set(before)
+    # The adapter sits on q_proj and v_proj only: merged, exactly those weights moved and nothing else did.
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    targeted = {name for name in before if name.endswith(("q_proj.weight", "v_proj.weight"))}
+    assert changed == targeted, sorted(changed ^ targeted)
+    # a rank-4 update: each merged difference has rank at most r = 4
+    for name in targeted:
+        assert torch.linalg.matrix_rank(after[name] - before[name], atol=1e-6) <= 4
     q = LMQuestioner(str(final))
     q.reset(["a red circle"])
     assert isinstance(q.ask([{"caption": "a red circle", "questions": ("",) * 2, "answers": ("",) * 2, "round": 0}])[0], str)

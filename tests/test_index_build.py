@@ -18,7 +18,6 @@ from chatir_env.data.index_cli import IndexLockedError, build_index, index_paths
 from chatir_env.dialog import Dialog
 from chatir_env.eval.eval_dialogs import evaluate_dialog_file
 from chatir_env.index import ImageIndex, IndexMismatchError
-from chatir_env.metrics import target_ranks
 
 N_GOOD = 30
 
@@ -226,17 +225,23 @@ def test_index_and_eval_dialogs_commands(image_dir, tmp_path, capsys):
     payload = json.loads((results / "mine.json").read_text())
     ranks = torch.tensor(payload["ranks"])
     assert ranks.shape == (11, len(entries))
-    # The ranks are the package's ranks for these dialogs, recomputed here directly.
+    # The ranks, recomputed here without the package's ranking: a stable descending sort of the scores
+    # (ChatIR eval.py's argsort), the target's position in it.
     index = ImageIndex.load(out)
     retriever = TinyImageRetriever()
-    for t in (0, 4, 10):
+    positions = [index.ids.index(e["img"]) for e in entries]
+    expected_ranks = []
+    for t in range(11):
         dialogs = [Dialog(e["dialog"][0], tuple((s.rsplit("? ", 1)[0] + "?", s.rsplit("? ", 1)[1]) for s in e["dialog"][1 : t + 1])) for e in entries]
-        expected = target_ranks(retriever.encode_dialogs(dialogs), index.embeddings, index.positions([e["img"] for e in entries]))
-        assert torch.equal(ranks[t], expected)
+        order = torch.argsort(retriever.encode_dialogs(dialogs) @ index.embeddings.T, dim=1, descending=True, stable=True)
+        expected_ranks.append([int((order[q] == p).nonzero()) for q, p in enumerate(positions)])
+        assert ranks[t].tolist() == expected_ranks[t], t
     csv_lines = (results / "mine.csv").read_text().splitlines()
     assert csv_lines[0].startswith("file,round,hits@10,ci95_low,ci95_high") and len(csv_lines) == 12
     assert len((results / "summary.csv").read_text().splitlines()) == 12
-    assert payload["summary"]["hits@10"][-1] >= payload["summary"]["hits@10"][0]
+    # Cumulative Hits@10: a target counts from the first round it ranked in the top 10.
+    first_hit = [next((t for t in range(11) if expected_ranks[t][q] < 10), 11) for q in range(len(entries))]
+    assert payload["summary"]["hits@10"] == pytest.approx([100 * sum(f <= t for f in first_hit) / len(entries) for t in range(11)])
 
     # A target the index does not hold (e.g. a skipped image): the error names file and entry.
     entries.append({"img": "corrupt.jpg", "dialog": ["a caption", "is it? no"]})

@@ -67,13 +67,27 @@ def test_bri_hand_computed():
         bri(np.array([[3, 4]]))
 
 
-def test_bootstrap_interval_contains_estimate_and_is_seeded():
-    rng = np.random.default_rng(0)
-    ranks = rng.integers(0, 40, (3, 300))
-    lo, hi = bootstrap_ci(ranks, hits_at_k, samples=200, seed=3)
-    est = hits_at_k(ranks)
-    assert np.all(lo <= est) and np.all(est <= hi)
-    lo2, hi2 = bootstrap_ci(ranks, hits_at_k, samples=200, seed=3)
+def test_bootstrap_interval_hand_computed_cases():
+    # Two queries, one hit and one miss: a resample holds 0, 1 or 2 hits with probabilities 1/4, 1/2, 1/4, so
+    # Hits@10 is 0, 50 or 100; the 2.5% and 97.5% quantiles are 0 and 100, the 30% and 70% ones both 50.
+    ranks = np.array([[0, 50]])
+    lo, hi = bootstrap_ci(ranks, hits_at_k, samples=4000, seed=1)
+    assert (lo[0], hi[0]) == (0.0, 100.0)
+    lo, hi = bootstrap_ci(ranks, hits_at_k, samples=4000, confidence=0.4, seed=1)
+    assert (lo[0], hi[0]) == (50.0, 50.0)
+
+
+def test_bootstrap_interval_width_matches_the_binomial_and_resamples_whole_targets():
+    # 300 targets, half hits at round 0, all hits from round 1: the normal approximation gives a 95%
+    # half-width of 1.96 * sqrt(0.25 / 300) * 100 = 5.66 points at round 0 and none at round 1. Resampling
+    # targets (columns) keeps each target's rounds together, so round 1 stays exactly 100.
+    ranks = np.array([[0] * 150 + [40] * 150, [0] * 300])
+    lo, hi = bootstrap_ci(ranks, hits_at_k, samples=2000, seed=3)
+    assert 2 * 5.66 * 0.9 < hi[0] - lo[0] < 2 * 5.66 * 1.1
+    assert abs((lo[0] + hi[0]) / 2 - 50.0) < 1.0
+    assert (lo[1], hi[1]) == (100.0, 100.0)
+    lo2, hi2 = bootstrap_ci(ranks, hits_at_k, samples=2000, seed=3)
     np.testing.assert_array_equal(lo, lo2)
+    np.testing.assert_array_equal(hi, hi2)
     s = summarize(ranks, bootstrap_samples=50)
-    assert s["queries"] == 300 and s["rounds"] == 2 and len(s["hits@10"]) == 3
+    assert s["queries"] == 300 and s["rounds"] == 1 and s["hits@10"] == [50.0, 100.0]

@@ -130,10 +130,19 @@ def test_exact_retriever_puts_caption_violations_below_every_consistent_scene():
 def test_twins_differ_in_exactly_one_thing():
     scenes = sample_scenes(500, 6)
     twins = perturb_scenes(scenes, 1)
+    kinds = set()
     for i in range(500):
-        a, b = scenes.describe(i), twins.describe(i)
-        assert a != b
-        assert scenes.count[i] == twins.count[i]
+        n = scenes.count[i]
+        assert twins.count[i] == n
+        changed = [("background", 0)] if scenes.background[i] != twins.background[i] else []
+        for name in ("shape", "colour", "size", "cell"):
+            before, after = getattr(scenes, name)[i, :n], getattr(twins, name)[i, :n]
+            changed += [(name, int(j)) for j in np.flatnonzero(before != after)]
+        assert len(changed) == 1, (i, scenes.describe(i), twins.describe(i), changed)
+        kinds.add(changed[0][0])
+        if changed[0][0] == "cell":  # a moved object lands on a free cell: no two objects share one
+            assert len(set(twins.cell[i, :n].tolist())) == n
+    assert kinds == {"background", "shape", "colour", "size", "cell"}
 
 
 def test_rendering_is_seeded_and_shows_the_scene():

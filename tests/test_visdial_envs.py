@@ -22,6 +22,7 @@ pytest.importorskip("transformers")
 
 from chatir_env.answerers.blip2 import Blip2Answerer  # noqa: E402
 from chatir_env.cli import main as cli_main  # noqa: E402
+from chatir_env.target_sample import sample_targets  # noqa: E402
 from chatir_env.data.chatir_files import DIALOG_FILES, SEARCH_SPACE_FILE, load_dialog_file, question_key, split_turn  # noqa: E402
 from chatir_env.dialog import Dialog  # noqa: E402
 from chatir_env.pooled import PooledChatIREnv  # noqa: E402
@@ -47,8 +48,10 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("visdial")
     human = json.loads((DATA / "Human_BLIP2.json").read_text())
     search_space = json.loads((DATA / SEARCH_SPACE_FILE).read_text())
-    targets = [e["img"] for e in human[:NUM_TARGETS]]
+    # the worlds' num_targets: a seeded random sample of the protocol's targets, kept in protocol order
+    targets = sample_targets([e["img"] for e in human], NUM_TARGETS)
     chosen = set(targets)
+    human = [e for e in human if e["img"] in chosen]
     others = [i for i in search_space if i not in chosen][:OTHERS]
     ids = [i for i in search_space if i in chosen or i in set(others)]  # protocol order
     coco = root / "coco"
@@ -72,7 +75,7 @@ def setup(tmp_path_factory):
     kwargs = {"data_dir": str(DATA), "index": str(index), "retriever_model": str(blip_dir), "device": "cpu",
               "num_targets": NUM_TARGETS}
     return {"root": root, "coco": coco, "blip": blip_dir, "index": index, "partial": partial, "targets": targets,
-            "human": human[:NUM_TARGETS], "ids": ids, "kwargs": kwargs}
+            "human": human, "ids": ids, "kwargs": kwargs}
 
 
 # --- the replay world ------------------------------------------------------------------------------
@@ -265,11 +268,14 @@ def test_replay_benchmark_rows_match_eval_dialogs(setup, tmp_path):
         if q["questioner"] == "replay":
             q["args"]["data_dir"] = str(DATA)
     assert run_benchmark(config, bootstrap=10, progress=False) == 0
-    results = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
+    saved = json.loads((tmp_path / "bench" / "results.json").read_text())
+    results = saved["results"]
     assert {"replay/caption-only", "replay/random-pool", "replay/human", "replay/chatgpt"} <= set(results)
+    played = saved["config"]["target_samples"]["replay"]["ids"]  # 6 of the world's targets, drawn at random
+    assert played == sample_targets(setup["targets"], 6)
 
     retriever = BlipDialogRetriever.from_pretrained(setup["blip"], device="cpu")
     index = ImageIndex.load(setup["index"], fingerprint=retriever.fingerprint)
-    ranks = evaluate_dialog_file(retriever, index, load_dialog_file(DATA / "Human_BLIP2.json")[:6])
+    ranks = evaluate_dialog_file(retriever, index, [r for r in load_dialog_file(DATA / "Human_BLIP2.json") if r[0] in played])
     assert results["replay/human"]["mean_rank"] == pytest.approx(ranks.float().mean(dim=1).tolist())
     assert results["replay/caption-only"]["mean_rank"] == pytest.approx([ranks[0].float().mean().item()] * 11)

@@ -29,6 +29,7 @@ from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
 from chatir_env.train.retriever import contrastive_loss, train_retriever  # noqa: E402
 from chatir_env.train.train_retriever import main as train_main  # noqa: E402
 from chatir_env.train.visdial_retriever import (  # noqa: E402
+    HeldoutProbe,
     VisDialDialogSampler,
     build_visdial_training,
     coco2014_image_id,
@@ -88,6 +89,35 @@ def setup(tmp_path_factory):
     return {"root": root, "config": config, "init": init, "images": images, "entries": entries}
 
 
+class _FeatureModel:
+    """Hand-made features for 12 held-out pairs: image i is the unit vector e_i; dialog i is e_i once it
+    holds a turn and -e_i with the caption alone, except dialog 11, which points at image 0 after a turn."""
+
+    def image_features(self, rows):
+        return torch.eye(12)[rows]
+
+    def dialog_features(self, dialogs):
+        out = []
+        for d in dialogs:
+            i = int(d.caption)
+            out.append(-torch.eye(12)[i] if d.round == 0 else torch.eye(12)[0 if i == 11 else i])
+        return torch.stack(out)
+
+
+def test_heldout_probe_hand_computed():
+    dialogs = [Dialog(str(i), (("is it?", "yes"),) * (1 + i % 3)) for i in range(12)]
+    metrics = HeldoutProbe(range(12), dialogs, max_rounds=10)(_FeatureModel())
+    # Full dialogs: 0-10 score 1 on their own image, 0 elsewhere: rank 0. Dialog 11 scores 1 on image 0 and
+    # ties (0) its own image 11 with images 1-10, which come first: rank 11. Image to dialog: image 11 scores 0
+    # on every dialog, its own (dialog 11) last of the ties: rank 11; image 0 ties dialogs 0 and 11, dialog 0 first.
+    for k in (1, 5, 10):
+        assert metrics[f"dialog_to_image_r{k}"] == pytest.approx(100 * 11 / 12)
+        assert metrics[f"image_to_dialog_r{k}"] == pytest.approx(100 * 11 / 12)
+    # Caption alone: every dialog scores -1 on its own image and 0 on the 11 others: rank 11, no hit.
+    assert metrics["hits10_round0"] == 0.0
+    assert all(metrics[f"hits10_round{t}"] == pytest.approx(100 * 11 / 12) for t in range(1, 11))
+
+
 @needs_data
 def test_train_resume_and_export(setup, tmp_path):
     config = json.loads(json.dumps(setup["config"]))
@@ -108,7 +138,7 @@ def test_train_resume_and_export(setup, tmp_path):
 
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     assert R_AT_K | PER_ROUND <= set(metrics)
-    assert all(0.0 <= metrics[k] <= 100.0 for k in R_AT_K | PER_ROUND)
+    # the figures themselves are checked on hand-made features in test_heldout_probe_hand_computed
     assert json.loads((out / "metrics.json").read_text())["pairs"] == {"train": PAIRS - HELDOUT, "heldout": HELDOUT}
 
     # the exported retriever: text side trained, image side exactly the initial one

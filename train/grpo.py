@@ -18,14 +18,31 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from .cli import recorded_command
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, load_config, resolve_config_path, validate
+from ..target_sample import sample_targets
 from ..worlds import build_world
+from .cli import recorded_command
 from .grpo_rollout import EnvConfig, EpisodeRollout, question_problem  # noqa: F401  (the rollout's public names)
-from .sft import (EvalConfig, ModelSection, SFTStageConfig, _last_checkpoint, _read_json, _threads, _trainer_args,
-                  _write_json, check_lora_args, check_trainer_args, evaluate_questioner, hits_line, lm_questioner,
-                  load_model, run_record, run_sft, save_questioner)
+from .sft import (
+    EvalConfig,
+    ModelSection,
+    SFTStageConfig,
+    _last_checkpoint,
+    _read_json,
+    _threads,
+    _trainer_args,
+    _write_json,
+    check_lora_args,
+    check_trainer_args,
+    evaluate_questioner,
+    hits_line,
+    lm_questioner,
+    load_model,
+    run_record,
+    run_sft,
+    save_questioner,
+)
 
 STAGES = ("sft", "grpo")
 
@@ -164,7 +181,7 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
     model, tok = load_model(cfg.model, where)
     start_path = cfg.model.path
     world = build_world(env.world, **env.world_kwargs)
-    targets = list(world.targets)[: env.num_targets or None]
+    targets = sample_targets(world.targets, env.num_targets)
     grpo_values = dict(cfg.grpo)
     grpo_values.setdefault("reward_weights", REWARD_WEIGHTS)
     grpo_values.setdefault("max_completion_length", env.max_rounds * (env.max_question_tokens + 16))

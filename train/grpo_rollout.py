@@ -37,7 +37,7 @@ class EnvConfig(Schema):
     world_kwargs: dict[str, Any] = Field(
         default_factory=lambda: {"split": "train", "corpus_size": 50_000, "num_targets": None},
         description="the world's keyword arguments (`chatir worlds`); use its train split, never the benchmark")
-    num_targets: int = Field(0, ge=0, description="train on the first N of the world's targets (0: all)")
+    num_targets: int = Field(0, ge=0, description="train on a seeded random N of the world's targets (0: all)")
     max_rounds: int = Field(5, ge=1, description="questions per episode")
     reward: str = Field("log_rank_delta", description="per-round reward (chatir_env.rewards)")
     hit_bonus: float = Field(0.0, ge=0, description="added on the round the target first enters the top 10")

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .cli import recorded_command
 from ..agents.lm import QUESTIONER_META, LMQuestioner
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, validate
+from ..target_sample import sample_targets
 from ..worlds import build_world, check_world_args, world_names
 from ..worlds.base import World
+from .cli import recorded_command
 from .grpo_rollout import EnvConfig
 
 
@@ -229,11 +230,7 @@ def evaluate_questioner(world: World, questioner, ev: EvalConfig, num_targets: i
     from ..eval.runner import play_episodes
 
     n = num_targets if num_targets is not None else ev.num_targets
-    targets = None
-    if n and n < len(world.targets):
-        # a seeded random subset: the first ids are easier (ties rank lower corpus indices first)
-        pick = np.random.default_rng(ev.seed).choice(len(world.targets), n, replace=False)
-        targets = [world.targets[i] for i in sorted(pick)]
+    targets = sample_targets(world.targets, n, ev.seed)
     t0 = time.time()
     record = play_episodes(world, questioner, targets=targets, max_rounds=max_rounds or ev.max_rounds,
                            batch_size=ev.batch_size, progress=False)

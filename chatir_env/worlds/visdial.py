@@ -38,6 +38,7 @@ from ..data.chatir_files import (
 )
 from ..dialog import Dialog
 from ..index import ImageIndex
+from ..target_sample import sample_targets
 from .base import World, register_world
 
 GUIDE = "docs/visdial.md"
@@ -189,7 +190,7 @@ def select_targets(targets: list[str], index: ImageIndex, num_targets: int | Non
     if num_targets is not None:
         if num_targets < 1:
             raise ValueError(f"num_targets must be at least 1 (or None for all), got {num_targets}")
-        targets = targets[:num_targets]
+        targets = sample_targets(targets, num_targets)  # seeded random: the first n would not estimate the whole
     missing = [t for t in targets if t not in known]
     if missing:
         raise VisDialSetupError(
@@ -283,7 +284,7 @@ def build_visdial_world(
         answerer: a ready answerer instead of BLIP2 (then no BLIP2 weights are needed).
         answer_batch_size: questions BLIP2 answers in one batch.
         prompt: BLIP2's prompt template (None: the answerer's default, ChatIR's).
-        num_targets: the first n of the 2,064 targets (None: all).
+        num_targets: a seeded random sample of n of the 2,064 targets (None: all).
         missing_targets: ``"error"`` (default) or ``"skip"`` for targets the index lacks.
     """
     data_dir = resolve_data_dir(data_dir)

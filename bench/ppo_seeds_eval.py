@@ -1,0 +1,69 @@
+"""The PPO seed study's evaluation: every seed's policy on the 2,064 benchmark targets, aggregated over
+seeds x targets as rliable does (``chatir_env.eval.seed_stats``).
+
+Hits@10 at rounds 5 and 10 is the mean of 0/100 per-target hits over seeds x targets; the per-target
+log-rank integral (the quantity BRI averages) is reported as an IQM. Both with stratified bootstrap 95%
+intervals (targets resampled within each seed). Per-seed figures are kept too.
+
+    .venv/bin/python bench/ppo_seeds_eval.py --world shapes_oracle --policy 0=agents/policies/ppo_shapes_oracle.pt \\
+        --policy 1=runs/ppo_seeds/shapes_oracle-seed1/best_policy.pt --policy 2=...
+
+``bash bench/ppo_seeds.sh`` trains seeds 1 and 2 and calls this for both worlds (bench/results/ppo_seeds_<world>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from _results import save
+from _source_tree import use_source_tree
+
+use_source_tree()
+
+from chatir_env.agents.policy import PolicyQuestioner  # noqa: E402
+from chatir_env.eval.runner import play_episodes  # noqa: E402
+from chatir_env.eval.seed_stats import iqm_with_ci, mean_with_ci  # noqa: E402
+from chatir_env.metrics import best_ranks, bri, hits_at_k  # noqa: E402
+from chatir_env.worlds import build_world  # noqa: E402
+
+
+def log_rank_integral(ranks: np.ndarray) -> np.ndarray:
+    """Per target: (1/R) * sum_t (ln(best_t + 1) + ln(best_{t+1} + 1)) / 2; BRI is its mean over targets."""
+    logs = np.log(best_ranks(ranks).astype(np.float64) + 1.0)
+    return ((logs[:-1] + logs[1:]) / 2.0).sum(axis=0) / (len(logs) - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", required=True, choices=("shapes", "shapes_oracle"))
+    parser.add_argument("--policy", action="append", required=True, metavar="SEED=PATH")
+    parser.add_argument("--reps", type=int, default=2000)
+    args = parser.parse_args()
+    world = build_world(args.world)
+    seeds, hits5, hits10, integrals, per_seed = [], [], [], [], {}
+    for item in args.policy:
+        seed, _, path = item.partition("=")
+        questioner = PolicyQuestioner(path)
+        questioner.bind_world(world)
+        ranks = play_episodes(world, questioner, progress=False).ranks
+        best = best_ranks(ranks)
+        seeds.append(int(seed))
+        hits5.append(100.0 * (best[5] < 10))
+        hits10.append(100.0 * (best[10] < 10))
+        integrals.append(log_rank_integral(ranks))
+        h = hits_at_k(ranks)
+        per_seed[seed] = {"policy": path, "hits@10_round5": float(h[5]), "hits@10_round10": float(h[10]), "bri": bri(ranks)}
+        print(f"{args.world} seed {seed}: Hits@10 R5 {h[5]:.1f}  R10 {h[10]:.1f}  BRI {bri(ranks):.3f}")
+    aggregate = {"hits@10_round5": mean_with_ci(np.stack(hits5), reps=args.reps).as_dict(),
+                 "hits@10_round10": mean_with_ci(np.stack(hits10), reps=args.reps).as_dict(),
+                 "log_rank_integral_iqm": iqm_with_ci(np.stack(integrals), reps=args.reps).as_dict(),
+                 "bri_mean": mean_with_ci(np.stack(integrals), reps=args.reps).as_dict()}
+    for key, value in aggregate.items():
+        print(f"{args.world} over seeds {seeds}: {key} {value['value']:.3f} [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}]")
+    save(f"ppo_seeds_{args.world}", {"world": args.world, "seeds": seeds, "per_seed": per_seed, "aggregate": aggregate})
+
+
+if __name__ == "__main__":
+    main()
