@@ -43,7 +43,7 @@ def worlds():
     threads = torch.get_num_threads()
     torch.set_num_threads(max(threads, 2))  # the learned world encodes its 50,000 scenes once (cached afterwards)
     try:
-        yield {name: build_world(name) for name in ("shapes", "shapes_oracle")}
+        yield {name: build_world(name, split="benchmark") for name in ("shapes", "shapes_oracle")}
     finally:
         torch.set_num_threads(threads)
 

@@ -48,7 +48,7 @@ def test_num_targets_is_a_seeded_random_sample_recorded_in_results(tmp_path):
     assert run_benchmark(small_config(tmp_path, questioners=[{"name": "caption", "questioner": "caption_only"}], target_seed=3),
                          bootstrap=10, progress=False) == 0
     sample = json.loads((tmp_path / "out" / "results.json").read_text())["config"]["target_samples"]["exact"]
-    world_targets = build_world("shapes_oracle", corpus_size=2000, num_targets=100).targets
+    world_targets = build_world("shapes_oracle", split="benchmark", corpus_size=2000, num_targets=100).targets
     # 40 of the world's 100 targets drawn without replacement by a seed-3 generator, kept in corpus order
     expected = [world_targets[i] for i in sorted(np.random.default_rng(3).choice(100, 40, replace=False))]
     assert sample["ids"] == expected and expected != world_targets[:40]
