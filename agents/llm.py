@@ -97,7 +97,6 @@ from ..dialog import Dialog
 from ..spaces import observation_dialog
 from .base import FixedOrderQuestioner
 
-
 # --- the prompt ----------------------------------------------------------------------------------
 
 INSTRUCTION = (

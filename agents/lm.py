@@ -75,7 +75,8 @@ def generate_batch(
     batch_size: int = 256,
 ) -> tuple[list[list[int]], list[list[float]]]:
     """Continue each token context once: the new ids (cut after the first end-of-turn, which is kept)
-    and the log-probability of each new id under the sampling distribution (temperature applied)."""
+    and the log-probability of each new id under the sampling distribution (temperature applied).
+    """
     from transformers import GenerationConfig
 
     eos = eos_ids(tokenizer, model)

@@ -387,7 +387,8 @@ class StoreAnswerer:
 
 def recorded_rows(records: Iterable[tuple[str, Dialog]]) -> tuple[list[tuple[str, str, str]], int]:
     """``(image_id, question, answer)`` rows of parsed dialog-file records, and how many turns were left
-    out because they could not be split into question and answer."""
+    out because they could not be split into question and answer.
+    """
     from .data.chatir_files import split_turn
 
     rows: list[tuple[str, str, str]] = []
@@ -404,7 +405,8 @@ def recorded_rows(records: Iterable[tuple[str, Dialog]]) -> tuple[list[tuple[str
 
 def release_fingerprint(path: str | os.PathLike) -> str:
     """The fixed fingerprint of a released dialog file's answers: :data:`VISDIAL_HUMAN_FINGERPRINT` for
-    ``VisDial_v1.0_queries_val.json`` (people answered), :data:`CHATIR_RELEASE_FINGERPRINT` for any other."""
+    ``VisDial_v1.0_queries_val.json`` (people answered), :data:`CHATIR_RELEASE_FINGERPRINT` for any other.
+    """
     from .data.chatir_files import VISDIAL_QUERIES_FILE
 
     return VISDIAL_HUMAN_FINGERPRINT if Path(path).name == VISDIAL_QUERIES_FILE else CHATIR_RELEASE_FINGERPRINT

@@ -6,7 +6,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from gymnasium.error import ResetNeeded
 
 from .core import DEFAULT_MAX_QUESTION_CHARS, Candidates, EpisodeBatch, InvalidQuestionError

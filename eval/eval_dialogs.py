@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from chatir_env.dialog import Dialog
 from chatir_env.atomic import atomic_write
+from chatir_env.dialog import Dialog
 from chatir_env.index import ImageIndex, IndexMismatchError
 from chatir_env.metrics import summarize
 

@@ -83,7 +83,8 @@ def contact_sheet(
     cell: int = CELL,
 ):
     """One PIL image: ``images`` (PIL images or None for a grey placeholder) in a grid, each with its
-    label underneath; ``highlight[i]`` frames image i in green; ``title`` on top."""
+    label underneath; ``highlight[i]`` frames image i in green; ``title`` on top.
+    """
     from PIL import Image, ImageDraw
 
     n = len(images)
@@ -232,7 +233,8 @@ class PersonAnswerer:
 
 def _top_ids(world, dialog, k: int) -> list[str]:
     """The top ``k`` ids ordered as ranks count: score descending, ties by corpus position (a stable sort),
-    so the sheet's numbering agrees with the target's rank. The core keeps ranks, not this order."""
+    so the sheet's numbering agrees with the target's rank. The core keeps ranks, not this order.
+    """
     import torch
 
     vectors = world.retriever.encode_dialogs([dialog])
@@ -243,7 +245,8 @@ def _top_ids(world, dialog, k: int) -> list[str]:
 
 def enlarged(image, min_side: int = MIN_SIDE):
     """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``:
-    a 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from."""
+    a 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from.
+    """
     from PIL import Image
 
     factor = max(1, -(-min_side // min(image.size)))

@@ -8,8 +8,16 @@ import pytest
 
 import chatir_env  # noqa: F401  (registers the envs)
 from chatir_env.cli import main as cli_main
-from chatir_env.config import (ConfigError, UnknownArgumentError, UnknownNameError, apply_overrides, load_config,
-                               parse_key_values, schema_help, validate)
+from chatir_env.config import (
+    ConfigError,
+    UnknownArgumentError,
+    UnknownNameError,
+    apply_overrides,
+    load_config,
+    parse_key_values,
+    schema_help,
+    validate,
+)
 from chatir_env.eval.benchmark import BenchmarkConfig
 from chatir_env.train.grpo import GRPOStageConfig, SFTStageConfig
 from chatir_env.train.ppo import PPOConfig

@@ -1,7 +1,6 @@
 """Faults and bad input that are not covered next to their module's own tests."""
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from chatir_env.dialog import Dialog
 from chatir_env.index import ImageIndex
 from chatir_env.train.retriever import RetrieverTrainConfig, train_retriever
 from chatir_env.worlds import build_world
+
 from conftest import SMALL
 
 

@@ -12,6 +12,7 @@ pytest.importorskip("trl")
 from chatir_env.answer_store import AnswerStore, read_fingerprint  # noqa: E402
 from chatir_env.cli import main as cli_main  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
+
 from test_visdial_train import FINGERPRINT, image_number, setup  # noqa: E402,F401  (the stand-ins)
 
 

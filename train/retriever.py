@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
-from pydantic import Field
 
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .cli import recorded_command
 from ..agents.lm import QUESTIONER_META, LMQuestioner
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, validate
 from ..worlds import build_world, check_world_args, world_names
 from ..worlds.base import World
+from .cli import recorded_command
 from .grpo_rollout import EnvConfig
 
 

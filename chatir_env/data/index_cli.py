@@ -43,7 +43,6 @@ from ..index import CONTENT_HASH_KEY, ImageIndex, IndexMismatchError
 from ..retrievers.registry import NAMED_RETRIEVERS, load_retriever  # noqa: F401  (re-exported: index_cli.load_retriever)
 
 
-
 class IndexLockedError(RuntimeError):
     """Another process holds the lock on the index being written."""
 
@@ -115,7 +114,8 @@ def _read_shards(shard_dir: Path, fingerprint: str) -> tuple[dict[str, tuple[int
 
 def _corpus_stream(corpus_items: Any, done: dict) -> tuple[Iterator[tuple[str, Any]], list[str]]:
     """Items still to encode, plus the list of all corpus ids in order (filled as the stream runs
-    for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only what is left)."""
+    for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only what is left).
+    """
     if hasattr(corpus_items, "ids") and hasattr(corpus_items, "iter_images"):
         ids = list(corpus_items.ids)
         return corpus_items.iter_images(i for i in ids if i not in done), ids

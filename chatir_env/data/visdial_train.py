@@ -33,7 +33,8 @@ def coco2014_candidates(image_id: Any) -> tuple[str, str]:
 
 def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[Any], str]:
     """VisDial ``image_id`` -> its COCO 2014 file under ``image_root``: the train2014 one, or the
-    val2014 one when only that exists (VisDial's train split draws from both)."""
+    val2014 one when only that exists (VisDial's train split draws from both).
+    """
     root = Path(image_root)
 
     def to_path(image_id: Any) -> str:
@@ -45,7 +46,8 @@ def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[Any], str]:
 
 def coco2014_in(known_ids: Collection[str]) -> Callable[[Any], str]:
     """VisDial ``image_id`` -> the COCO 2014 corpus id that ``known_ids`` (an index's ids) holds;
-    the train2014 name when it holds neither."""
+    the train2014 name when it holds neither.
+    """
     known = known_ids if isinstance(known_ids, (set, frozenset, dict)) else set(known_ids)
 
     def to_id(image_id: Any) -> str:
@@ -76,7 +78,8 @@ def _raw_dialogs(path: str, mtime: float) -> tuple[tuple[int, Dialog], ...]:
 
 def load_visdial_train_cached(path: str | os.PathLike) -> tuple[tuple[int, Dialog], ...]:
     """``((VisDial image_id, Dialog), ...)`` parsed once per process (the train file is ~1.2M turns,
-    read by a training world and its validation world alike)."""
+    read by a training world and its validation world alike).
+    """
     path = Path(path)
     return _raw_dialogs(str(path.resolve()), path.stat().st_mtime)
 

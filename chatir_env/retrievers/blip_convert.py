@@ -254,7 +254,8 @@ def chatir_blip_config(**overrides):
 
 def load_original_blip(path_or_state_dict, config=None, weights_only: bool = True):
     """Build HF ``BlipForImageTextRetrieval`` from ``config`` (default :func:`chatir_blip_config`)
-    and load an original BLIP checkpoint (path or state dict) into it, strictly."""
+    and load an original BLIP checkpoint (path or state dict) into it, strictly.
+    """
     from transformers import BlipForImageTextRetrieval
 
     if isinstance(path_or_state_dict, Mapping):

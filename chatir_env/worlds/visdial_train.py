@@ -234,7 +234,8 @@ def _pool_form(question: str) -> str:
 
 def most_frequent_questions(dialogs: Sequence[Dialog], n: int) -> list[str]:
     """The ``n`` most frequent questions (matched by ``question_key``; ties: first asked first),
-    each as first written."""
+    each as first written.
+    """
     counts: Counter = Counter()
     first: dict[str, str] = {}
     for dialog in dialogs:
@@ -294,7 +295,7 @@ class TrainingDialogs:
 
     @property
     def human(self) -> dict[str, dict[str, list[str]]]:
-        """corpus id -> {``question_key``: its recorded answers in dialog order} (built on first use)."""
+        """Corpus id -> {``question_key``: its recorded answers in dialog order} (built on first use)."""
         if self._human is None:
             self._human = {}
             for target, dialog in self.records.items():
@@ -325,7 +326,8 @@ def training_dialogs(train_file: str | os.PathLike, index: ImageIndex) -> Traini
 
 def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answerer: Any):
     """An ``AnswerStore`` from a path: under ``fingerprint``, else the live answerer's, else (read-only)
-    the one the store was written under."""
+    the one the store was written under.
+    """
     from ..answer_store import AnswerStore, read_fingerprint
 
     if not isinstance(answer_store, (str, os.PathLike)):
