@@ -74,8 +74,10 @@ def generate_batch(
     top_p: float = 1.0,
     batch_size: int = 256,
 ) -> tuple[list[list[int]], list[list[float]]]:
-    """Continue each token context once: the new ids (cut after the first end-of-turn, which is kept)
-    and the log-probability of each new id under the sampling distribution (temperature applied).
+    """Continue each token context once: the new ids and their log-probabilities.
+
+    The ids are cut after the first end-of-turn, which is kept; each log-probability is under the sampling
+    distribution (temperature applied).
     """
     from transformers import GenerationConfig
 

@@ -1,4 +1,6 @@
-"""The `chatir` command. Each subcommand lives in its own module, which defines
+"""The `chatir` command.
+
+Each subcommand lives in its own module, which defines
 
     configure(parser: argparse.ArgumentParser) -> None    # its arguments (cheap: no heavy imports)
     run(args: argparse.Namespace) -> int | None           # the work

@@ -1,6 +1,6 @@
-"""The official offline ChatIR benchmark over recorded dialog files.
+r"""The official offline ChatIR benchmark over recorded dialog files.
 
-    chatir eval-dialogs --index runs/blip_50k --retriever blip --model DIR \\
+    chatir eval-dialogs --index runs/blip_50k --retriever blip --model DIR \
         --dialogs data/chatir/ChatGPT_BLIP2.json data/chatir/Human_BLIP2.json --out runs/eval_dialogs
 
 For each file, every dialog is encoded at rounds 0..10 (round t: the caption and the first t turns,

@@ -82,8 +82,10 @@ def contact_sheet(
     columns: int = 5,
     cell: int = CELL,
 ):
-    """One PIL image: ``images`` (PIL images or None for a grey placeholder) in a grid, each with its
-    label underneath; ``highlight[i]`` frames image i in green; ``title`` on top.
+    """One PIL image: ``images`` in a grid, each with its label underneath.
+
+    ``images`` are PIL images or None for a grey placeholder; ``highlight[i]`` frames image i in green;
+    ``title`` on top.
     """
     from PIL import Image, ImageDraw
 
@@ -232,8 +234,10 @@ class PersonAnswerer:
 
 
 def _top_ids(world, dialog, k: int) -> list[str]:
-    """The top ``k`` ids ordered as ranks count: score descending, ties by corpus position (a stable sort),
-    so the sheet's numbering agrees with the target's rank. The core keeps ranks, not this order.
+    """The top ``k`` ids ordered as ranks count.
+
+    Score descending, ties by corpus position (a stable sort), so the sheet's numbering agrees with the target's
+    rank. The core keeps ranks, not this order.
     """
     import torch
 
@@ -244,8 +248,9 @@ def _top_ids(world, dialog, k: int) -> list[str]:
 
 
 def enlarged(image, min_side: int = MIN_SIDE):
-    """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``:
-    a 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from.
+    """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``.
+
+    A 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from.
     """
     from PIL import Image
 

@@ -200,8 +200,9 @@ class ValidationCallback(BaseCallback):
         print(json.dumps(row))
 
     def provenance(self) -> dict:
-        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from:
-        the command that trained it, every segment's command, the config and the validation history.
+        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from.
+
+        The command that trained it, every segment's command, the config and the validation history.
         """
         return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
                 "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,

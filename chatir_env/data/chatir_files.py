@@ -1,4 +1,4 @@
-"""Loaders for the files of the official ChatIR release and for VisDial v1.0.
+r"""Loaders for the files of the official ChatIR release and for VisDial v1.0.
 
 Dialog files (``ChatGPT_BLIP2.json``, ``FLAN_ALPACA_XXL_BLIP2.json``, ``Human_BLIP2.json``,
 ``Unanswered_ChatGPT_BLIP2.json``, ``VisDial_v1.0_queries_val.json``) are JSON lists of
@@ -14,7 +14,7 @@ How a turn string is split into (question, answer) (``split_turn``):
   ``Answer:`` marker starts the reply side.
 * The question ends at the last ``?`` before that marker (ChatGPT often asks two questions in one
   turn: "What kind of beach is it? Sandy or rocky? sandy"), when a space or the end of the string
-  follows it. ChatGPT's "...image?\\nAnswer: ..." splits at the first space after the ``?``.
+  follows it. ChatGPT's "...image?\nAnswer: ..." splits at the first space after the ``?``.
 * A turn without ``?`` (a few hundred in FLAN and Unanswered, where the question was cut off) splits
   at its last double space when it has one, else it cannot be split: the whole string is the
   question and the answer is empty (``TurnSplit.answerable`` is False).

@@ -113,8 +113,10 @@ def _read_shards(shard_dir: Path, fingerprint: str) -> tuple[dict[str, tuple[int
 
 
 def _corpus_stream(corpus_items: Any, done: dict) -> tuple[Iterator[tuple[str, Any]], list[str]]:
-    """Items still to encode, plus the list of all corpus ids in order (filled as the stream runs
-    for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only what is left).
+    """Items still to encode, plus the list of all corpus ids in order.
+
+    The list fills as the stream runs for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only
+    what is left.
     """
     if hasattr(corpus_items, "ids") and hasattr(corpus_items, "iter_images"):
         ids = list(corpus_items.ids)

@@ -124,8 +124,9 @@ class BlipDialogRetriever(HFDualEncoder):
         weights_only: bool = True,
         **kwargs: Any,
     ) -> "BlipDialogRetriever":
-        """Load an original salesforce-BLIP checkpoint (ChatIR's ``chatir_weights.ckpt``; ``.pth``,
-        ``.ckpt`` or ``.safetensors``) through :mod:`chatir_env.retrievers.blip_convert`.
+        """Load an original salesforce-BLIP checkpoint through :mod:`chatir_env.retrievers.blip_convert`.
+
+        That is ChatIR's ``chatir_weights.ckpt``, as ``.pth``, ``.ckpt`` or ``.safetensors``.
 
         ``config`` defaults to :func:`~chatir_env.retrievers.blip_convert.chatir_blip_config`
         (ViT-B/16 at 224 px). ``tokenizer``: a tokenizer object, a local directory (an HF tokenizer

@@ -1,5 +1,6 @@
-"""Convert an original salesforce-BLIP retrieval/ITM state dict (ChatIR's released
-``chatir_weights.ckpt``) to the keys of HF ``BlipForImageTextRetrieval``.
+"""Convert an original salesforce-BLIP retrieval/ITM state dict to the keys of HF ``BlipForImageTextRetrieval``.
+
+The original is ChatIR's released ``chatir_weights.ckpt``.
 
 Key map (original -> HF)::
 
@@ -253,8 +254,9 @@ def chatir_blip_config(**overrides):
 
 
 def load_original_blip(path_or_state_dict, config=None, weights_only: bool = True):
-    """Build HF ``BlipForImageTextRetrieval`` from ``config`` (default :func:`chatir_blip_config`)
-    and load an original BLIP checkpoint (path or state dict) into it, strictly.
+    """Build HF ``BlipForImageTextRetrieval`` from ``config`` and load an original BLIP checkpoint into it.
+
+    ``config`` defaults to :func:`chatir_blip_config`; the checkpoint (path or state dict) is loaded strictly.
     """
     from transformers import BlipForImageTextRetrieval
 

@@ -233,8 +233,9 @@ def _pool_form(question: str) -> str:
 
 
 def most_frequent_questions(dialogs: Sequence[Dialog], n: int) -> list[str]:
-    """The ``n`` most frequent questions (matched by ``question_key``; ties: first asked first),
-    each as first written.
+    """The ``n`` most frequent questions, each as first written.
+
+    Questions are matched by ``question_key``; ties: first asked first.
     """
     counts: Counter = Counter()
     first: dict[str, str] = {}
@@ -325,8 +326,9 @@ def training_dialogs(train_file: str | os.PathLike, index: ImageIndex) -> Traini
 
 
 def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answerer: Any):
-    """An ``AnswerStore`` from a path: under ``fingerprint``, else the live answerer's, else (read-only)
-    the one the store was written under.
+    """An ``AnswerStore`` from a path.
+
+    Opened under ``fingerprint``, else the live answerer's, else (read-only) the one the store was written under.
     """
     from ..answer_store import AnswerStore, read_fingerprint
 
