@@ -13,10 +13,11 @@ from chatir_env.answer_store import AnswerStore, read_fingerprint  # noqa: E402
 from chatir_env.cli import main as cli_main  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
 
-from test_visdial_train import FINGERPRINT, image_number, setup  # noqa: E402,F401  (the stand-ins)
+# `setup` is the stand-ins fixture; pytest passes it to the tests below by name, which pyflakes reads as shadowing (F811).
+from test_visdial_train import FINGERPRINT, image_number, setup  # noqa: E402,F401
 
 
-def test_sft_rows_are_the_train_splits_human_turns(setup):
+def test_sft_rows_are_the_train_splits_human_turns(setup):  # noqa: F811
     from chatir_env.train.visdial_sft import visdial_sft_examples
 
     rows = visdial_sft_examples(setup["kwargs"], system_prompt="find the image")
@@ -38,7 +39,7 @@ def test_sft_rows_are_the_train_splits_human_turns(setup):
     assert len(held_out) == 4 * 8 and not held_out & {r["completion"][0]["content"] for r in rows + sampled}
 
 
-def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):
+def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):  # noqa: F811
     import yaml
 
     from chatir_env.answerers.blip2 import Blip2Answerer
@@ -76,7 +77,7 @@ def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):
     assert log and len(kept) > 0
 
 
-def test_sft_stage_trains_on_visdial_train_rows(setup, tmp_path):
+def test_sft_stage_trains_on_visdial_train_rows(setup, tmp_path):  # noqa: F811
     """``data.source: visdial_train``: the SFT warm start reads the human questions of the train split."""
     import yaml
 

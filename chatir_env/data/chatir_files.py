@@ -253,6 +253,7 @@ def load_visdial(
     """Load the official VisDial v1.0 json (``{"data": {"questions", "answers", "dialogs"}}``).
 
     Args:
+        path: the VisDial json file (e.g. ``visdial_1.0_val.json``).
         image_id: how a VisDial ``image_id`` becomes a corpus id: a format string with ``{image_id}``
             (e.g. ``"unlabeled2017/{image_id:012d}.jpg"``) or a function.
         add_question_mark: VisDial stores questions without "?"; ChatIR's files add it.

@@ -148,12 +148,18 @@ def build_index(
     """Encode ``corpus_items`` with ``retriever.encode_images`` and save an ``ImageIndex`` at ``out_path``.
 
     Args:
+        retriever: the model that encodes: ``encode_images(items)`` (one row per item) and a ``fingerprint``
+            that the index records.
         corpus_items: an ``ImageCorpus`` (images loaded lazily, bad ones skipped and reported) or any
             iterable of ``(id, item)`` pairs that ``encode_images`` accepts, in a fixed order.
+        out_path: where the index goes (its checkpoint shards and skipped-images report go beside it).
+        batch_size: items per ``encode_images`` call (at least 1).
         shard_size: images per checkpoint shard (default ``16 * batch_size``).
         restart: discard checkpoint shards of an earlier run instead of resuming from them.
         overwrite: replace an existing index at ``out_path``.
         lock_timeout: seconds to wait for another writer of the same index (0: fail at once).
+        progress: show a progress bar (and one for hashing the image files).
+        meta: extra entries for the index's metadata, over the ones recorded by default.
 
     Returns the index (on the retriever's output device as encoded, saved to CPU files).
     """

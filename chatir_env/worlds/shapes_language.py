@@ -99,7 +99,7 @@ def _unique_value(mask: np.ndarray, values: np.ndarray, labels: Sequence[str]) -
     out = np.full(len(mask), ANSWER_ID[CANT_TELL], dtype=np.int16)
     out[n_sel == 0] = ANSWER_ID[NONE_THERE]
     agree = (n_sel > 0) & (lo == hi)
-    label_ids = np.array([ANSWER_ID[l] for l in labels], dtype=np.int16)
+    label_ids = np.array([ANSWER_ID[label] for label in labels], dtype=np.int16)
     out[agree] = label_ids[lo[agree]]
     return out
 
