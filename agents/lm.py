@@ -41,7 +41,8 @@ def observation_turns(observation: dict) -> list[tuple[str, str]]:
 
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of a chat rendered with the tokenizer's chat template (a flat list of ints)."""
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False)
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True,
+                                        return_dict=False)
     if isinstance(out, dict) or hasattr(out, "keys"):
         out = out["input_ids"]
     if out and isinstance(out[0], list):
@@ -164,7 +165,8 @@ class LMQuestioner:
                 path = SHIPPED / str(model_path)  # a shipped model by name, e.g. "shapes_lm_grpo"
             if not path.exists():
                 shipped = sorted(d.name for d in SHIPPED.iterdir()) if SHIPPED.is_dir() else []
-                raise FileNotFoundError(f"LMQuestioner: model dir {path} not found (shipped models: {', '.join(shipped) or 'none'})")
+                raise FileNotFoundError(
+                    f"LMQuestioner: model dir {path} not found (shipped models: {', '.join(shipped) or 'none'})")
             meta_file = path / QUESTIONER_META
             if meta_file.exists():
                 meta = json.loads(meta_file.read_text())

@@ -191,7 +191,8 @@ class ReplayQuestioner:
             raise ValueError(f"reset got {len(targets)} targets for {len(captions)} captions")
         episodes: list[int | None] = []
         for e, caption in enumerate(captions):
-            index = self.dialog_for(caption, pools[e] if pools is not None else None, targets[e] if targets is not None else None)
+            index = self.dialog_for(caption, pools[e] if pools is not None else None,
+                                    targets[e] if targets is not None else None)
             if index is None:
                 what = f"target {targets[e]!r}" if targets is not None else f"caption {caption!r}"
                 if self.on_unknown == "error":

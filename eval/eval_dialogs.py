@@ -120,7 +120,8 @@ def write_results(out_dir: Path, name: str, summary: dict, ranks: torch.Tensor, 
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"file": name, "summary": summary, "ranks": ranks.tolist()}
     atomic_write(out_dir / f"{Path(name).stem}.json", lambda tmp: Path(tmp).write_text(json.dumps(payload)))
-    atomic_write(out_dir / f"{Path(name).stem}.csv", lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
+    atomic_write(out_dir / f"{Path(name).stem}.csv",
+                 lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -204,7 +204,8 @@ def load_model(model_cfg: ModelSection | dict, where: str):
             raise ConfigError(f"{where}: model.config: {err}") from None
     path = model_cfg.path
     if not Path(path).exists():
-        hint = "run the warm start first (run_warm_start)" if model_cfg.warm_start else "give a local dir, or warm_start: <sft config>"
+        hint = ("run the warm start first (run_warm_start)" if model_cfg.warm_start
+                else "give a local dir, or warm_start: <sft config>")
         raise ConfigError(f"{where}: model.path {path} does not exist (no hub here: {hint})")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, model_cfg.dtype))
     tok = AutoTokenizer.from_pretrained(path)

@@ -191,7 +191,8 @@ def parse_dialog_entries(data: Any, path: str | os.PathLike = "<data>") -> list[
         if not isinstance(image_id, str) or not image_id:
             raise DialogFileError(path, f"field 'img' must be a non-empty string, got {_type_name(image_id)}", i)
         if not isinstance(turns, list) or not turns:
-            raise DialogFileError(path, f"field 'dialog' must be a non-empty list [caption, turn, ...], got {_type_name(turns)}", i)
+            raise DialogFileError(
+                path, f"field 'dialog' must be a non-empty list [caption, turn, ...], got {_type_name(turns)}", i)
         for j, turn in enumerate(turns):
             if not isinstance(turn, str):
                 raise DialogFileError(path, f"dialog[{j}] must be a string, got {_type_name(turn)}", i)

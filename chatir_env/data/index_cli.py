@@ -226,10 +226,12 @@ def build_index(
             with torch.no_grad():
                 vectors = retriever.encode_images([item for _, item in batch])
             if vectors.ndim != 2 or vectors.shape[0] != len(batch):
-                raise ValueError(f"{type(retriever).__name__}.encode_images returned shape {tuple(vectors.shape)} for {len(batch)} items")
+                raise ValueError(f"{type(retriever).__name__}.encode_images returned shape {tuple(vectors.shape)} "
+                                 f"for {len(batch)} items")
             bad = ~torch.isfinite(vectors).all(dim=1)
             if bad.any():
-                raise ValueError(f"the retriever produced NaN/inf embeddings for {[ids[j] for j in torch.nonzero(bad).flatten().tolist()][:5]}")
+                raise ValueError("the retriever produced NaN/inf embeddings for "
+                                 f"{[ids[j] for j in torch.nonzero(bad).flatten().tolist()][:5]}")
             pending_ids.extend(ids)
             pending.append(vectors.detach().cpu())
             if bar is not None:
@@ -337,8 +339,10 @@ def add_content_hashes(corpus: Any, out_path: str | os.PathLike, progress: bool 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_retriever_arguments(parser)
-    parser.add_argument("--corpus", required=True, help="image folder (with --search-space: the folder the listed paths are relative to)")
-    parser.add_argument("--search-space", help="JSON list of image paths (e.g. Search_Space_val_50k.json); default: every image under --corpus")
+    parser.add_argument("--corpus", required=True,
+                        help="image folder (with --search-space: the folder the listed paths are relative to)")
+    parser.add_argument("--search-space", help="JSON list of image paths (e.g. Search_Space_val_50k.json); "
+                                               "default: every image under --corpus")
     parser.add_argument("--out", required=True, help="index path (PATH.safetensors + PATH.json)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shard-size", type=int, help="images per checkpoint shard (default 16 x batch size)")

@@ -187,10 +187,12 @@ def resolve_blip_tokenizer(tokenizer: Any = DEFAULT_TOKENIZER):
             bert = BertTokenizer.from_pretrained(name, do_lower_case=True)  # reads vocab.txt alone
             bert.add_special_tokens(BLIP_EXTRA_TOKENS)
             return bert
-        raise _tokenizer_missing(name, "is a folder without tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt)")
+        raise _tokenizer_missing(
+            name, "is a folder without tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt)")
     if path.exists() or path.is_absolute() or name.startswith(".") or name.count("/") != 1:
         raise _tokenizer_missing(name, "is not a folder")
     try:
         return load_tokenizer(name)
     except Exception as err:  # the hub's errors differ by version (OSError, HfHubHTTPError, ValueError)
-        raise _tokenizer_missing(name, f"could not be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        raise _tokenizer_missing(
+            name, f"could not be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None

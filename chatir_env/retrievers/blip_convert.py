@@ -206,7 +206,8 @@ def convert_blip_state_dict(
         extra = sorted(set(converted) - set(shapes))
         if extra:
             raise BlipCheckpointError(f"checkpoint key(s) that the target model does not have: {', '.join(extra[:20])}")
-        wrong = [f"{k}: checkpoint {tuple(converted[k].shape)} vs model {shapes[k]}" for k in sorted(converted) if tuple(converted[k].shape) != shapes[k]]
+        wrong = [f"{k}: checkpoint {tuple(converted[k].shape)} vs model {shapes[k]}"
+                 for k in sorted(converted) if tuple(converted[k].shape) != shapes[k]]
         if wrong:
             raise BlipCheckpointError("shape mismatch between the BLIP checkpoint and the config: " + "; ".join(wrong[:10]))
     return converted

@@ -31,8 +31,8 @@ class ShapesOracle:
 
         The noise settings and a digest of the scenes' answer table with their ids. Scene ids repeat across
         corpus sizes (``shapes-train-000001`` is another scene in a 300-scene corpus than in a 50,000-scene
-        one), so the digest, not the ids, tells two corpora apart. With noise, an answer also depends on the round; a store keeps one
-        answer per (scene, question), the one asked first.
+        one), so the digest, not the ids, tells two corpora apart. With noise, an answer also depends on the
+        round; a store keeps one answer per (scene, question), the one asked first.
         """
         if self._fingerprint is None:
             digest = hashlib.sha256()
