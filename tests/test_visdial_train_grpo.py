@@ -25,7 +25,8 @@ def test_sft_rows_are_the_train_splits_human_turns(setup):  # noqa: F811
     assert len(rows) == 10 * len(train.targets) == 200  # every turn of the 20 train-split dialogs, none of the 4 held out
     first = train.targets[0]
     asked = setup["asked"][image_number(first)]
-    assert rows[0] == {"prompt": [{"role": "system", "content": "find the image"}, {"role": "user", "content": train.captions[first]}],
+    assert rows[0] == {"prompt": [{"role": "system", "content": "find the image"},
+                                  {"role": "user", "content": train.captions[first]}],
                        "completion": [{"role": "assistant", "content": asked[0][0]}]}
     # turn 3 of the first dialog: the caption, then three human questions with their human answers
     prompt = rows[3]["prompt"]
