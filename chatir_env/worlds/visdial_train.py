@@ -532,13 +532,8 @@ def build_visdial_train_world(
     Args:
         train_file: ``visdial_1.0_train.json``.
         index: ``chatir index --visdial-train`` output over the COCO 2014 images, made by ``retriever``.
-        retriever: ``"blip"`` (default), ``"clip"``, an import path ``module:Name``, or a retriever; as in
-            :func:`~chatir_env.worlds.visdial.build_visdial_world`, like the next five.
-        retriever_model: the retriever's weights (BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory).
-        device: where the models run (``None``: CUDA when available).
-        dtype: the models' dtype (``None``: ``float16`` on a GPU).
-        tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
-        retriever_args: further keyword arguments of the retriever's loader.
+        retriever, retriever_model, device, dtype, tokenizer, retriever_args: as
+            :func:`~chatir_env.worlds.visdial.build_visdial_world`.
         image_root: the COCO 2014 root (``train2014/``, ``val2014/``): BLIP2 looks at the targets.
         blip2_model: an HF BLIP2 directory (the benchmark's: ``Salesforce/blip2-flan-t5-xxl``).
         answer_store: an answer store path (or object): read first, BLIP2's answers written through.
@@ -602,13 +597,8 @@ def build_visdial_train_replay_world(
     Args:
         train_file: ``visdial_1.0_train.json``.
         index: ``chatir index --visdial-train`` output over the COCO 2014 images, made by ``retriever``.
-        retriever: ``"blip"`` (default), ``"clip"``, an import path ``module:Name``, or a retriever; as in
-            :func:`~chatir_env.worlds.visdial.build_visdial_world`, like the next five.
-        retriever_model: the retriever's weights (BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory).
-        device: where the models run (``None``: CUDA when available).
-        dtype: the models' dtype (``None``: ``float16`` on a GPU).
-        tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
-        retriever_args: further keyword arguments of the retriever's loader.
+        retriever, retriever_model, device, dtype, tokenizer, retriever_args: as
+            :func:`~chatir_env.worlds.visdial.build_visdial_world`.
         answer_store: an answer store path (or object), opened read-only.
         store_fingerprint: the answerer fingerprint the store must carry (default: the one it was
             written under).
