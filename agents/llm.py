@@ -97,7 +97,6 @@ from ..dialog import Dialog
 from ..spaces import observation_dialog
 from .base import FixedOrderQuestioner
 
-
 # --- the prompt ----------------------------------------------------------------------------------
 
 INSTRUCTION = (
@@ -279,7 +278,7 @@ def clean_generated_question(text: Any, max_chars: int = 200) -> str | None:
 
 
 def parse_question_list(text: Any, max_chars: int = 200) -> list[str]:
-    """Every question in a list reply ("1. ...?\\n2. ...?" or several on one line), cleaned, in order."""
+    r"""Every question in a list reply ("1. ...?\n2. ...?" or several on one line), cleaned, in order."""
     if not isinstance(text, str):
         return []
     out = []

@@ -41,7 +41,8 @@ def observation_turns(observation: dict) -> list[tuple[str, str]]:
 
 def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
     """Token ids of a chat rendered with the tokenizer's chat template (a flat list of ints)."""
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=False)
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True,
+                                        return_dict=False)
     if isinstance(out, dict) or hasattr(out, "keys"):
         out = out["input_ids"]
     if out and isinstance(out[0], list):
@@ -74,8 +75,11 @@ def generate_batch(
     top_p: float = 1.0,
     batch_size: int = 256,
 ) -> tuple[list[list[int]], list[list[float]]]:
-    """Continue each token context once: the new ids (cut after the first end-of-turn, which is kept)
-    and the log-probability of each new id under the sampling distribution (temperature applied)."""
+    """Continue each token context once: the new ids and their log-probabilities.
+
+    The ids are cut after the first end-of-turn, which is kept; each log-probability is under the sampling
+    distribution (temperature applied).
+    """
     from transformers import GenerationConfig
 
     eos = eos_ids(tokenizer, model)
@@ -161,7 +165,8 @@ class LMQuestioner:
                 path = SHIPPED / str(model_path)  # a shipped model by name, e.g. "shapes_lm_grpo"
             if not path.exists():
                 shipped = sorted(d.name for d in SHIPPED.iterdir()) if SHIPPED.is_dir() else []
-                raise FileNotFoundError(f"LMQuestioner: model dir {path} not found (shipped models: {', '.join(shipped) or 'none'})")
+                raise FileNotFoundError(
+                    f"LMQuestioner: model dir {path} not found (shipped models: {', '.join(shipped) or 'none'})")
             meta_file = path / QUESTIONER_META
             if meta_file.exists():
                 meta = json.loads(meta_file.read_text())

@@ -81,7 +81,8 @@ class PolicyQuestioner:
             for q in o["questions"][: o["round"]]:
                 if q in index:
                     asked[i, index[q]] = True
-        obs = self.features.observe_candidates([o["candidates"] for o in observations], [o["round"] for o in observations], asked)
+        obs = self.features.observe_candidates([o["candidates"] for o in observations], [o["round"] for o in observations],
+                                               asked)
         masks = pool_masks(self.pools, asked, self.features.max_pool)
         actions, _ = self.model.predict(obs, deterministic=self.deterministic, action_masks=masks)
         return [pool[int(a)] for pool, a in zip(self.pools, np.asarray(actions).reshape(-1))]

@@ -1,4 +1,4 @@
-"""Replay the questions of a recorded ChatIR dialog file: the released questioners as baselines.
+r"""Replay the questions of a recorded ChatIR dialog file: the released questioners as baselines.
 
 ``ReplayQuestioner("ChatGPT_BLIP2.json")`` asks, in each episode, the questions that the recorded
 questioner asked about that episode's target, in their recorded order: turn ``t`` of the recorded
@@ -39,7 +39,7 @@ last turn the questioner passes (``None``).
 The question text (``questions=``):
 
 * ``"sanitized"`` (default): the recorded string with each run of control characters (a few
-  ChatGPT turns hold "?\\nAnswer:") replaced by one space. The env refuses control characters, so
+  ChatGPT turns hold "?\nAnswer:") replaced by one space. The env refuses control characters, so
   this is the closest string it accepts; a word-piece tokenizer (BLIP's, CLIP's) sees the same
   tokens either way, so the replayed dialogs rank as the recorded ones.
 * ``"exact"``: the recorded string unchanged (``Dialog.truncated(t)`` of the file, character for
@@ -191,7 +191,8 @@ class ReplayQuestioner:
             raise ValueError(f"reset got {len(targets)} targets for {len(captions)} captions")
         episodes: list[int | None] = []
         for e, caption in enumerate(captions):
-            index = self.dialog_for(caption, pools[e] if pools is not None else None, targets[e] if targets is not None else None)
+            index = self.dialog_for(caption, pools[e] if pools is not None else None,
+                                    targets[e] if targets is not None else None)
             if index is None:
                 what = f"target {targets[e]!r}" if targets is not None else f"caption {caption!r}"
                 if self.on_unknown == "error":

@@ -64,16 +64,18 @@ _BUSY_TIMEOUT_MS = 60_000
 
 
 def normalize_question(question: str) -> str:
-    """How the store matches questions: lower-cased, runs of whitespace made one space, stripped.
+    r"""How the store matches questions: lower-cased, runs of whitespace made one space, stripped.
 
-    ``"Is it  sunny?\\n"`` and ``"is it sunny?"`` are one question; punctuation is kept, so
+    ``"Is it  sunny?\n"`` and ``"is it sunny?"`` are one question; punctuation is kept, so
     ``"is it sunny"`` is another.
     """
     return " ".join(question.split()).lower()
 
 
 class AnswerStoreError(ValueError):
-    """A store that cannot be used as asked. ``reason`` says why, for programs:
+    """A store that cannot be used as asked.
+
+    ``reason`` says why, for programs:
 
     ``"missing"`` (no store at the path, opened read-only), ``"not_a_store"`` (the file is not an
     answer store), ``"schema"`` (written by another schema version), ``"fingerprint_mismatch"``
@@ -386,8 +388,10 @@ class StoreAnswerer:
 
 
 def recorded_rows(records: Iterable[tuple[str, Dialog]]) -> tuple[list[tuple[str, str, str]], int]:
-    """``(image_id, question, answer)`` rows of parsed dialog-file records, and how many turns were left
-    out because they could not be split into question and answer."""
+    """``(image_id, question, answer)`` rows of parsed dialog-file records, and how many turns were left out.
+
+    Turns are left out when they could not be split into question and answer.
+    """
     from .data.chatir_files import split_turn
 
     rows: list[tuple[str, str, str]] = []
@@ -403,8 +407,11 @@ def recorded_rows(records: Iterable[tuple[str, Dialog]]) -> tuple[list[tuple[str
 
 
 def release_fingerprint(path: str | os.PathLike) -> str:
-    """The fixed fingerprint of a released dialog file's answers: :data:`VISDIAL_HUMAN_FINGERPRINT` for
-    ``VisDial_v1.0_queries_val.json`` (people answered), :data:`CHATIR_RELEASE_FINGERPRINT` for any other."""
+    """The fixed fingerprint of a released dialog file's answers.
+
+    :data:`VISDIAL_HUMAN_FINGERPRINT` for ``VisDial_v1.0_queries_val.json`` (people answered),
+    :data:`CHATIR_RELEASE_FINGERPRINT` for any other.
+    """
     from .data.chatir_files import VISDIAL_QUERIES_FILE
 
     return VISDIAL_HUMAN_FINGERPRINT if Path(path).name == VISDIAL_QUERIES_FILE else CHATIR_RELEASE_FINGERPRINT

@@ -1,4 +1,6 @@
-"""The `chatir` command. Each subcommand lives in its own module, which defines
+"""The `chatir` command.
+
+Each subcommand lives in its own module, which defines
 
     configure(parser: argparse.ArgumentParser) -> None    # its arguments (cheap: no heavy imports)
     run(args: argparse.Namespace) -> int | None           # the work
@@ -15,9 +17,11 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("chatir_env.eval.run_eval", "run questioners for 10 rounds on a benchmark and report per-round Hits@10"),
-    "benchmark": ("chatir_env.eval.benchmark", "run a list of questioners from a config and write one comparison table and plot"),
+    "benchmark": ("chatir_env.eval.benchmark",
+                  "run a list of questioners from a config and write one comparison table and plot"),
     "train": ("chatir_env.train.cli", "train a retriever, a PPO questioner or a GRPO questioner"),
-    "answer": ("chatir_env.data.answer_cli", "answer a world's question pools into an answer store, or import recorded answers"),
+    "answer": ("chatir_env.data.answer_cli",
+               "answer a world's question pools into an answer store, or import recorded answers"),
     "index": ("chatir_env.data.index_cli", "encode an image corpus into an index with a retriever"),
     "eval-dialogs": ("chatir_env.eval.eval_dialogs", "the official offline benchmark over recorded dialog files"),
     "download": ("chatir_env.data.download", "fetch the released ChatIR dialog and protocol files"),

@@ -85,8 +85,10 @@ def closest(name: str, valid: Iterable[str]) -> str | None:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value read as YAML: ``3`` is an int, ``0.5`` a float, ``true`` a bool, ``null`` None,
-    ``[1, 2]`` a list, anything else the string itself."""
+    """A command-line value read as YAML.
+
+    ``3`` is an int, ``0.5`` a float, ``true`` a bool, ``null`` None, ``[1, 2]`` a list, anything else the string itself.
+    """
     return yaml.safe_load(text) if text.strip() else ""
 
 

@@ -64,17 +64,20 @@ def validate_question(question, max_chars: int = DEFAULT_MAX_QUESTION_CHARS, epi
     """
     where = "" if episode is None else f" (episode {episode})"
     if not isinstance(question, str):
-        raise InvalidQuestionError(f"a question must be a str, got {type(question).__name__}: {question!r:.80}{where}", "not_str")
+        raise InvalidQuestionError(
+            f"a question must be a str, got {type(question).__name__}: {question!r:.80}{where}", "not_str")
     text = question.strip()
     if not text:
         raise InvalidQuestionError(f"empty question{where}: ask something, e.g. 'is it sunny?'", "empty")
     if len(text) > max_chars:
         raise InvalidQuestionError(
-            f"question of {len(text)} characters is longer than max_question_chars={max_chars}{where}: {text[:60]!r}...", "too_long")
+            f"question of {len(text)} characters is longer than max_question_chars={max_chars}{where}: "
+            f"{text[:60]!r}...", "too_long")
     for pos, ch in enumerate(text):
         if unicodedata.category(ch) == "Cc":
             raise InvalidQuestionError(
-                f"question contains control character U+{ord(ch):04X} at position {pos}{where}: {text[:60]!r}", "control_character")
+                f"question contains control character U+{ord(ch):04X} at position {pos}{where}: {text[:60]!r}",
+                "control_character")
     return text
 
 
@@ -285,7 +288,8 @@ class EpisodeBatch:
     def sample_targets(self, rng: np.random.Generator, count: int) -> list[str]:
         """``count`` target ids drawn uniformly (with replacement) from the world's targets."""
         if not self.world.targets:
-            raise ValueError(f"world {self.world.name!r} has no targets to draw from; pass one with reset(options={{'target': id}})")
+            raise ValueError(
+                f"world {self.world.name!r} has no targets to draw from; pass one with reset(options={{'target': id}})")
         return [self.world.targets[i] for i in rng.integers(0, len(self.world.targets), count)]
 
     # --- playing -----------------------------------------------------------------------------------

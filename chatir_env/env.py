@@ -6,7 +6,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
 from gymnasium.error import ResetNeeded
 
 from .core import DEFAULT_MAX_QUESTION_CHARS, Candidates, EpisodeBatch, InvalidQuestionError
@@ -121,11 +120,13 @@ class ChatIREnv(gym.Env):
         self.world = world if isinstance(world, World) else build_world(world, **world_kwargs)
         self.max_rounds = max_rounds
         self.render_mode = render_mode
-        self.core = EpisodeBatch(self.world, 1, max_rounds, RewardFn(reward, len(self.world.index), hit_bonus), max_question_chars,
+        self.core = EpisodeBatch(self.world, 1, max_rounds, RewardFn(reward, len(self.world.index), hit_bonus),
+                                 max_question_chars,
                                  invalid="raise", top_k=top_k, max_pool=default_max_pool(self.world, max_pool))
         self.top_k, self.max_pool = self.core.top_k, self.core.max_pool
         self.observation_space = dialog_space(max_rounds, max_question_chars)
-        self.action_space = gym.spaces.Text(max_length=max_question_chars, min_length=1, charset=self.observation_space["caption"].character_set)
+        self.action_space = gym.spaces.Text(max_length=max_question_chars, min_length=1,
+                                            charset=self.observation_space["caption"].character_set)
         self._started = False
 
     def _observation(self) -> dict:

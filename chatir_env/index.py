@@ -204,7 +204,8 @@ class ImageIndex:
                 f"index {tensor_path} holds {embeddings.shape[0]} embeddings and {len(meta['ids'])} ids "
                 f"but its metadata says {meta['count']}; rebuild the index"
             )
-        index = cls(embeddings.to(device), list(meta["ids"]), meta["fingerprint"], {**meta.get("meta", {}), "path": str(tensor_path)})
+        index = cls(embeddings.to(device), list(meta["ids"]), meta["fingerprint"],
+                    {**meta.get("meta", {}), "path": str(tensor_path)})
         if fingerprint is not None:
             index.check_compatible(fingerprint)
         return index

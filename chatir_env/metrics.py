@@ -116,7 +116,8 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, *, mask_buffe
     return ranks
 
 
-def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor, *, corpus_t: torch.Tensor | None = None) -> torch.Tensor:
+def target_ranks(queries: torch.Tensor, corpus: torch.Tensor, targets: torch.Tensor, *,
+                 corpus_t: torch.Tensor | None = None) -> torch.Tensor:
     """0-based rank of ``corpus[targets[q]]`` among all corpus items for query ``q``.
 
     rank = #items scoring strictly higher + #items scoring equally with a lower corpus index.

@@ -51,10 +51,14 @@ class PoolFeatures:
     def observe_candidates(self, candidates: Sequence[Candidates], rounds: Sequence[int], asked: np.ndarray) -> dict:
         """The same observations from per-episode ``Candidates`` (``info["candidates"]``), for a policy questioner."""
         return self.features(np.stack([c.dialog_vector for c in candidates]), np.asarray(rounds),
-                             np.stack([c.scores for c in candidates]), np.array([c.ids for c in candidates], dtype=object), asked)
+                             np.stack([c.scores for c in candidates]), np.array([c.ids for c in candidates], dtype=object),
+                             asked)
 
     def features(self, vectors, rounds, scores, candidate_ids, asked) -> dict:
-        """The observation dict from dialog vectors ``[n, d]``, rounds ``[n]``, candidates ``[n, k]`` and asked ``[n, >= max_pool]``."""
+        """The observation dict from dialog vectors, rounds, candidates and asked flags.
+
+        Shapes: dialog vectors ``[n, d]``, rounds ``[n]``, candidates ``[n, k]``, asked ``[n, >= max_pool]``.
+        """
         n = len(rounds)
         # A corpus smaller than top_k gives all its items; the profile is zero-padded, as the policy saw in training.
         if scores.shape[1] < min(self.top_k, len(self.world.index)):
@@ -144,7 +148,8 @@ class PooledChatIREnv(gym.Wrapper):
         self._round = 0
 
     def _obs(self, info: dict) -> dict:
-        obs = self.features.observe_candidates([info["candidates"]], [info["round"]], self.env.get_wrapper_attr("asked")()[None])
+        obs = self.features.observe_candidates([info["candidates"]], [info["round"]],
+                                               self.env.get_wrapper_attr("asked")()[None])
         return {k: v[0] for k, v in obs.items()}
 
     def action_masks(self) -> np.ndarray:

@@ -38,7 +38,8 @@ class RewardFn:
             raise ValueError(f"corpus_size must be positive, got {self.corpus_size}")
 
     def __call__(self, prev_rank, new_rank, prev_best, new_best) -> np.ndarray:
-        prev_rank, new_rank, prev_best, new_best = (np.asarray(x, dtype=np.float64) for x in (prev_rank, new_rank, prev_best, new_best))
+        prev_rank, new_rank, prev_best, new_best = (
+            np.asarray(x, dtype=np.float64) for x in (prev_rank, new_rank, prev_best, new_best))
         if self.name == "rank_delta":
             reward = (prev_rank - new_rank) / self.corpus_size
         elif self.name == "log_rank_delta":

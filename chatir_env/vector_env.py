@@ -73,7 +73,8 @@ class ChatIRVectorEnv(VectorEnv):
                                  max_question_chars, invalid="raise", top_k=top_k,
                                  max_pool=default_max_pool(self.world, max_pool))
         self.single_observation_space = dialog_space(max_rounds, max_question_chars)
-        self.single_action_space = gym.spaces.Text(max_question_chars, min_length=1, charset=self.single_observation_space["caption"].character_set)
+        self.single_action_space = gym.spaces.Text(max_question_chars, min_length=1,
+                                                   charset=self.single_observation_space["caption"].character_set)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._np_random = None

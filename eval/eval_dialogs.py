@@ -1,6 +1,6 @@
-"""The official offline ChatIR benchmark over recorded dialog files.
+r"""The official offline ChatIR benchmark over recorded dialog files.
 
-    chatir eval-dialogs --index runs/blip_50k --retriever blip --model DIR \\
+    chatir eval-dialogs --index runs/blip_50k --retriever blip --model DIR \
         --dialogs data/chatir/ChatGPT_BLIP2.json data/chatir/Human_BLIP2.json --out runs/eval_dialogs
 
 For each file, every dialog is encoded at rounds 0..10 (round t: the caption and the first t turns,
@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import torch
 
-from chatir_env.dialog import Dialog
 from chatir_env.atomic import atomic_write
+from chatir_env.dialog import Dialog
 from chatir_env.index import ImageIndex, IndexMismatchError
 from chatir_env.metrics import summarize
 
@@ -120,7 +120,8 @@ def write_results(out_dir: Path, name: str, summary: dict, ranks: torch.Tensor, 
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"file": name, "summary": summary, "ranks": ranks.tolist()}
     atomic_write(out_dir / f"{Path(name).stem}.json", lambda tmp: Path(tmp).write_text(json.dumps(payload)))
-    atomic_write(out_dir / f"{Path(name).stem}.csv", lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
+    atomic_write(out_dir / f"{Path(name).stem}.csv",
+                 lambda tmp: Path(tmp).write_text(_csv_text(summary_rows(name, summary, k))))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -82,8 +82,11 @@ def contact_sheet(
     columns: int = 5,
     cell: int = CELL,
 ):
-    """One PIL image: ``images`` (PIL images or None for a grey placeholder) in a grid, each with its
-    label underneath; ``highlight[i]`` frames image i in green; ``title`` on top."""
+    """One PIL image: ``images`` in a grid, each with its label underneath.
+
+    ``images`` are PIL images or None for a grey placeholder; ``highlight[i]`` frames image i in green;
+    ``title`` on top.
+    """
     from PIL import Image, ImageDraw
 
     n = len(images)
@@ -122,7 +125,8 @@ def _short(image_id: str) -> str:
     return image_id.rsplit("/", 1)[-1]
 
 
-def save_sheet(world, ids: Sequence[str], path: Path, title: str = "", target: str | None = None, numbered: bool = True) -> Path:
+def save_sheet(world, ids: Sequence[str], path: Path, title: str = "", target: str | None = None,
+               numbered: bool = True) -> Path:
     labels = [f"{i + 1}. {_short(x)}" if numbered else _short(x) for i, x in enumerate(ids)]
     sheet = contact_sheet([_image_or_none(world, x) for x in ids], labels, [x == target for x in ids], title)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,8 +235,11 @@ class PersonAnswerer:
 
 
 def _top_ids(world, dialog, k: int) -> list[str]:
-    """The top ``k`` ids ordered as ranks count: score descending, ties by corpus position (a stable sort),
-    so the sheet's numbering agrees with the target's rank. The core keeps ranks, not this order."""
+    """The top ``k`` ids ordered as ranks count.
+
+    Score descending, ties by corpus position (a stable sort), so the sheet's numbering agrees with the target's
+    rank. The core keeps ranks, not this order.
+    """
     import torch
 
     vectors = world.retriever.encode_dialogs([dialog])
@@ -242,8 +249,10 @@ def _top_ids(world, dialog, k: int) -> list[str]:
 
 
 def enlarged(image, min_side: int = MIN_SIDE):
-    """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``:
-    a 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from."""
+    """``image`` scaled up by a whole factor, nearest-neighbour, until its short side is at least ``min_side``.
+
+    A 36 px Shapes render becomes 144 px of sharp, square pixels that a person can answer from.
+    """
     from PIL import Image
 
     factor = max(1, -(-min_side // min(image.size)))
@@ -397,7 +406,8 @@ def play_session(
             if rank is None:
                 rank_text = "no target: no rank"
             else:
-                rank_text = f"target rank: {rank} of {len(world.index)}" + (f"  (in the top {top_k}!)" if rank <= top_k else "")
+                rank_text = f"target rank: {rank} of {len(world.index)}" + (
+                    f"  (in the top {top_k}!)" if rank <= top_k else "")
             term.say(f"[round {r}] {rank_text}; top {len(ids)}: {path}")
 
         show(0)
@@ -500,7 +510,8 @@ def folder_world(index_path: str | Path, retriever, images: str | Path | None = 
     corpus = ImageCorpus(images, index.ids)
     return World(
         name="folder", retriever=retriever, index=index.to(getattr(retriever, "device", "cpu")), answerer=None,
-        targets=[], captions={}, question_pool=None, image=corpus.load, config={"index": str(index_path), "images": str(images)},
+        targets=[], captions={}, question_pool=None, image=corpus.load,
+        config={"index": str(index_path), "images": str(images)},
     )
 
 
@@ -514,15 +525,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", choices=("answerer", "questioner"), default="answerer",
                         help="answerer: a questioner asks, you answer (default); questioner: you ask, the world answers")
     parser.add_argument("--world", default="shapes_oracle", help="a registered world (default shapes_oracle)")
-    parser.add_argument("--world-arg", action="append", metavar="KEY=VALUE", help="world argument, e.g. corpus_size=5000 (repeatable)")
+    parser.add_argument("--world-arg", action="append", metavar="KEY=VALUE",
+                        help="world argument, e.g. corpus_size=5000 (repeatable)")
     parser.add_argument("--index", help="play on your own images: an index built with `chatir index` (answerer role)")
     parser.add_argument("--images", help="with --index: the image folder (default: the folder the index was built from)")
     parser.add_argument("--retriever", help="with --index: the retriever that built it (blip, clip or module:Name)")
     parser.add_argument("--model", help="with --index: the retriever's model directory")
     parser.add_argument("--device", help="with --index: torch device for the retriever")
     parser.add_argument("--retriever-arg", action="append", metavar="KEY=VALUE", help="with --index: extra retriever argument")
-    parser.add_argument("--questioner", help="answerer role: a short name or module:Class (default: shapes_template on Shapes, generic otherwise)")
-    parser.add_argument("--questioner-arg", action="append", metavar="KEY=VALUE", help="questioner argument (JSON values; repeatable)")
+    parser.add_argument("--questioner", help="answerer role: a short name or module:Class "
+                                             "(default: shapes_template on Shapes, generic otherwise)")
+    parser.add_argument("--questioner-arg", action="append", metavar="KEY=VALUE",
+                        help="questioner argument (JSON values; repeatable)")
     parser.add_argument("--target", help="the target id (default: pick from a sheet of candidates; none with --index)")
     parser.add_argument("--caption", help="the first description (default: the world's caption, or typed in)")
     parser.add_argument("--candidates", type=int, default=10, help="candidate targets to pick from")
@@ -539,7 +553,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     try:
         if args.index:
             if args.role != "answerer":
-                raise ValueError("--index plays your own images as the answerer; --role questioner needs a world with an answerer")
+                raise ValueError(
+                    "--index plays your own images as the answerer; --role questioner needs a world with an answerer")
             if not args.retriever:
                 raise ValueError("--index needs --retriever (and --model) naming the retriever that built it")
             from ..data.index_cli import load_retriever
@@ -558,7 +573,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
                 questioner.bind_world(world)
         play_session(
             world, role=args.role, questioner=questioner, target=args.target, caption=args.caption,
-            rounds=args.rounds, out_dir=args.out, top_k=args.top_k, pick=args.role == "answerer" and args.target is None and not args.index,
+            rounds=args.rounds, out_dir=args.out, top_k=args.top_k,
+            pick=args.role == "answerer" and args.target is None and not args.index,
             candidates=args.candidates, seed=args.seed, stdin=stdin, stdout=stdout,
         )
     except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:

@@ -65,7 +65,8 @@ def _records(name: str) -> list:
     [
         ("is the cup full? no", "is the cup full?", "no", True),
         ("What kind of road is it? Dirt or paved? paved", "What kind of road is it? Dirt or paved?", "paved", True),
-        ("What color is the cup? Answer: red Answer: blue blue", "What color is the cup?", "Answer: red Answer: blue blue", True),
+        ("What color is the cup? Answer: red Answer: blue blue", "What color is the cup?", "Answer: red Answer: blue blue",
+         True),
         ("Is the lamp on?\nAnswer: it is on yes", "Is the lamp on?\nAnswer:", "it is on yes", True),
         ("What is on the shelf?  two books", "What is on the shelf?", " two books", True),
         ("Is the sofa big  no", "Is the sofa big ", "no", True),
@@ -283,8 +284,10 @@ def test_recorded_unknown_question_policies():
 
 def test_recorded_answerer_rules_on_made_up_records():
     records = {
-        "q1.json": [("t.jpg", Dialog("cap", (("What color is the cup?", "Answer: red Answer: blue  blue"), ("Is it on a table?", "yes"))))],
-        "q2.json": [("t.jpg", Dialog("cap", (("what color is the cup?", "green"), ("what time of day", ""), ("Is it new?", "no"))))],
+        "q1.json": [("t.jpg", Dialog("cap", (("What color is the cup?", "Answer: red Answer: blue  blue"),
+                                             ("Is it on a table?", "yes"))))],
+        "q2.json": [("t.jpg", Dialog("cap", (("what color is the cup?", "green"), ("what time of day", ""),
+                                             ("Is it new?", "no"))))],
     }
     exact = RecordedAnswerer(records)
     assert exact.question_pool("t.jpg") == ["What color is the cup?", "Is it on a table?", "Is it new?"]  # no unsplit turn
@@ -292,7 +295,8 @@ def test_recorded_answerer_rules_on_made_up_records():
     assert [(e.source, e.entry, e.turn, e.answer) for e in exact.pool_entries("t.jpg")] == [
         ("q1.json", 0, 1, "Answer: red Answer: blue  blue"), ("q1.json", 0, 2, "yes"), ("q2.json", 0, 3, "no")]
     assert exact.answer(["t.jpg"], [Dialog("cap")], ["WHAT color is the  cup?"]) == ["Answer: red Answer: blue  blue"]
-    assert [t.answer for t in exact.answers_for("t.jpg", "what color is the cup?")] == ["Answer: red Answer: blue  blue", "green"]
+    assert [t.answer for t in exact.answers_for("t.jpg", "what color is the cup?")] == [
+        "Answer: red Answer: blue  blue", "green"]
     assert RecordedAnswerer(records, clean=True).answer_one("t.jpg", "What color is the cup?") == "red Answer: blue blue"
     with pytest.raises(ValueError, match="one target, dialog and question"):
         exact.answer(["t.jpg"], [], ["x?"])
@@ -414,7 +418,8 @@ def test_eval_hits_match_an_argsort_ranking_on_all_five_files(full):
     position = {image_id: i for i, image_id in enumerate(ids)}
     chatgpt = _records("ChatGPT_BLIP2.json")
     words = retriever.encode_dialogs([d for _, d in chatgpt]) > 0
-    emb[torch.tensor([position[t] for t, _ in chatgpt])] = 2 * words.float() + torch.randint(-1, 2, words.shape, generator=g).float()
+    emb[torch.tensor([position[t] for t, _ in chatgpt])] = (
+        2 * words.float() + torch.randint(-1, 2, words.shape, generator=g).float())
     index = ImageIndex(emb, ids, retriever.fingerprint)
     step = 1 if full else 32
     for name in DIALOG_FILES:
@@ -427,6 +432,7 @@ def test_eval_hits_match_an_argsort_ranking_on_all_five_files(full):
         ])
         assert torch.equal(ranks, expected), name
         hits = hits_at_k(ranks)
-        independent = [100.0 * np.mean([(expected[: t + 1, q] < 10).any().item() for q in range(len(dialogs))]) for t in range(11)]
+        independent = [100.0 * np.mean([(expected[: t + 1, q] < 10).any().item() for q in range(len(dialogs))])
+                       for t in range(11)]
         np.testing.assert_allclose(hits, independent)
         assert 5 < hits[0] < hits[-1] < 100, name  # neither trivial nor saturated

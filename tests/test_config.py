@@ -8,8 +8,16 @@ import pytest
 
 import chatir_env  # noqa: F401  (registers the envs)
 from chatir_env.cli import main as cli_main
-from chatir_env.config import (ConfigError, UnknownArgumentError, UnknownNameError, apply_overrides, load_config,
-                               parse_key_values, schema_help, validate)
+from chatir_env.config import (
+    ConfigError,
+    UnknownArgumentError,
+    UnknownNameError,
+    apply_overrides,
+    load_config,
+    parse_key_values,
+    schema_help,
+    validate,
+)
 from chatir_env.eval.benchmark import BenchmarkConfig
 from chatir_env.train.grpo import GRPOStageConfig, SFTStageConfig
 from chatir_env.train.ppo import PPOConfig
@@ -109,8 +117,8 @@ def test_nested_unknown_keys_in_grpo_and_sft_configs_are_named():
     assert message.endswith("did you mean 'learning_rate'?")
     config = load_config(ROOT / "configs" / "sft_shapes.yaml")
     config["model"]["paht"] = "x"
-    assert "sft_shapes.yaml: model.paht: unknown key; allowed: path, build, config, warm_start, dtype; did you mean 'path'?" in (
-        error_of(SFTStageConfig, config))
+    assert ("sft_shapes.yaml: model.paht: unknown key; allowed: path, build, config, warm_start, dtype; "
+            "did you mean 'path'?") in error_of(SFTStageConfig, config)
     config = load_config(ROOT / "configs" / "sft_shapes.yaml")
     config["data"]["world_kwargs"] = {"train_file": "x.json"}  # a VisDial field under the Shapes source
     assert error_of(SFTStageConfig, config).endswith("sft_shapes.yaml: data: world_kwargs: not a field of source 'shapes'")
@@ -203,8 +211,8 @@ def test_gym_make_names_valid_world_arguments():
         gym.make("ChatIR/ShapesOracle-v0", reward="log_rank", corpus_size=500, num_targets=10)
     with pytest.raises(KeyError) as info:
         chatir_env.worlds.build_world("shapes_orcle")
-    assert str(info.value) == ("unknown world 'shapes_orcle'; valid: shapes, shapes_oracle, visdial, visdial_replay, visdial_train, "
-                               "visdial_train_replay; "
+    assert str(info.value) == ("unknown world 'shapes_orcle'; valid: shapes, shapes_oracle, visdial, visdial_replay, "
+                               "visdial_train, visdial_train_replay; "
                                "did you mean 'shapes_oracle'?")
 
 

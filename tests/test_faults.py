@@ -1,7 +1,6 @@
 """Faults and bad input that are not covered next to their module's own tests."""
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from chatir_env.dialog import Dialog
 from chatir_env.index import ImageIndex
 from chatir_env.train.retriever import RetrieverTrainConfig, train_retriever
 from chatir_env.worlds import build_world
+
 from conftest import SMALL
 
 
@@ -120,7 +120,8 @@ class TinyModel(torch.nn.Module):
         return torch.nn.functional.normalize(self.image(x), dim=-1)
 
     def dialog_features(self, dialogs):
-        ids = torch.tensor([[hash(w) % 50 for w in d.text().split()][:4] + [0] * (4 - len(d.text().split()[:4])) for d in dialogs])
+        ids = torch.tensor([[hash(w) % 50 for w in d.text().split()][:4] + [0] * (4 - len(d.text().split()[:4]))
+                            for d in dialogs])
         return torch.nn.functional.normalize(self.text(ids).mean(1), dim=-1)
 
 
@@ -142,7 +143,8 @@ def test_training_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path)
             raise KeyboardInterrupt
         return _sample(step)
 
-    cfg = RetrieverTrainConfig(steps=12, batch_size=6, lr=0.01, checkpoint_every=100, out_dir=str(tmp_path / "run"), warmup_steps=1)
+    cfg = RetrieverTrainConfig(steps=12, batch_size=6, lr=0.01, checkpoint_every=100, out_dir=str(tmp_path / "run"),
+                               warmup_steps=1)
     with pytest.raises(KeyboardInterrupt):
         train_retriever(TinyModel(), interrupting, cfg)
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 7

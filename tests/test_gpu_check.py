@@ -70,7 +70,10 @@ def test_rank_differences_must_be_float32_near_ties():
     queries = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
     targets = torch.tensor([0, 2])
     # Query 0: items 0 and 1 score 1 and 1 + 1e-9 (one float32 ulp apart at most): swapping them is rounding.
-    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[1, 0]]), queries, corpus, targets) == (1, True)
+    assert gpu_check.differences_are_near_ties(
+        torch.tensor([[0, 0]]), torch.tensor([[1, 0]]), queries, corpus, targets) == (1, True)
     # Query 1: nothing lies near item 2's score, so a rank that moves is a bug.
-    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[0, 1]]), queries, corpus, targets) == (1, False)
-    assert gpu_check.differences_are_near_ties(torch.tensor([[0, 0]]), torch.tensor([[0, 0]]), queries, corpus, targets) == (0, True)
+    assert gpu_check.differences_are_near_ties(
+        torch.tensor([[0, 0]]), torch.tensor([[0, 1]]), queries, corpus, targets) == (1, False)
+    assert gpu_check.differences_are_near_ties(
+        torch.tensor([[0, 0]]), torch.tensor([[0, 0]]), queries, corpus, targets) == (0, True)

@@ -113,7 +113,8 @@ def test_image_feature_is_projected_class_token_not_pooler():
     # the text side runs without an image: equal to HF's own ITC path (use_itm_head=False)
     tokens = retriever.tokenizer(["a red cat"], return_tensors="pt")
     with torch.no_grad():
-        itc = hf(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=pixels, use_itm_head=False)
+        itc = hf(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=pixels,
+                 use_itm_head=False)
     assert torch.allclose(itc.itm_score, got @ retriever.encode_texts(["a red cat"]).T, atol=1e-5)
 
 
@@ -262,7 +263,8 @@ def test_blip2_answer_depends_on_image(kind):
     single = torch.cat([answerer.next_token_logits([t], None, [q]) for t, q in zip(targets, questions)])
     assert torch.allclose(batched, single, atol=1e-5)
 
-    answers = answerer.answer(["one.jpg", "two.jpg", "one.jpg"], None, ["is it sunny?", "is it sunny?", "how many people are there?"])
+    answers = answerer.answer(["one.jpg", "two.jpg", "one.jpg"], None,
+                              ["is it sunny?", "is it sunny?", "how many people are there?"])
     assert len(answers) == 3 and all(isinstance(a, str) and a == a.strip().lower() for a in answers)
 
     # the trap: without the placeholders the image never reaches the language model

@@ -128,7 +128,8 @@ def test_own_image_folder_via_the_cli(tmp_path, monkeypatch):
     module.ToyRetriever = ToyRetriever
     monkeypatch.setitem(sys.modules, "toy_play_retriever", module)
     out = tmp_path / "play"
-    args = build_parser().parse_args(["play", "--index", str(tmp_path / "my.index"), "--retriever", "toy_play_retriever:ToyRetriever",
+    args = build_parser().parse_args(["play", "--index", str(tmp_path / "my.index"),
+                                      "--retriever", "toy_play_retriever:ToyRetriever",
                                       "--rounds", "2", "--out", str(out)])
     stdin, stdout = io.StringIO("\na blue picture\noutdoors\n\n"), io.StringIO()
     assert run(args, stdin=stdin, stdout=stdout) == 0

@@ -7,12 +7,13 @@ from stable_baselines3.common.env_checker import check_env
 
 import chatir_env  # noqa: F401
 from chatir_env.agents.greedy import GreedyInfoGainQuestioner
-from chatir_env.answer_entropy import answer_entropies
 from chatir_env.agents.policy import PolicyQuestioner
+from chatir_env.answer_entropy import answer_entropies
 from chatir_env.eval.runner import play_episodes
 from chatir_env.pooled import PooledChatIREnv
 from chatir_env.sb3_vec_env import PooledVecEnv
 from chatir_env.worlds import build_world
+
 from conftest import SMALL
 
 

@@ -5,9 +5,9 @@ import shlex
 
 import yaml
 
+import chatir_env.train.ppo as ppo
 from chatir_env.cli import main as cli_main
 from chatir_env.sb3_vec_env import PooledVecEnv
-import chatir_env.train.ppo as ppo
 
 
 class FakeTime:

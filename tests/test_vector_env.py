@@ -4,6 +4,7 @@ import pytest
 
 import chatir_env  # noqa: F401
 from chatir_env.vector_env import ChatIRVectorEnv
+
 from conftest import SMALL
 
 QUESTIONS = ["how many objects are there?", "what is in the center?", "where is the star?", "what is the background?",

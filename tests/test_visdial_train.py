@@ -392,7 +392,8 @@ def test_the_recipes_name_only_fields_their_code_takes():
     assert cfg.world == "visdial_train_replay" and cfg.max_pool == 40 == cfg.world_kwargs["max_pool"]
     # what train/ppo.py passes to the training and the validation world
     inspect.signature(build_visdial_train_replay_world).bind(split="train", num_targets=None, **cfg.world_kwargs)
-    inspect.signature(build_visdial_train_replay_world).bind(num_targets=cfg.eval_targets, **{**cfg.world_kwargs, **cfg.validation})
+    inspect.signature(build_visdial_train_replay_world).bind(num_targets=cfg.eval_targets,
+                                                             **{**cfg.world_kwargs, **cfg.validation})
     bench = load_config("visdial_train_benchmark")
     (replay,) = [w for w in bench["worlds"] if w["world"] == "visdial_replay"]
     inspect.signature(build_visdial_replay_world).bind(**replay["args"])

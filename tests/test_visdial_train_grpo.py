@@ -12,10 +12,12 @@ pytest.importorskip("trl")
 from chatir_env.answer_store import AnswerStore, read_fingerprint  # noqa: E402
 from chatir_env.cli import main as cli_main  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
-from test_visdial_train import FINGERPRINT, image_number, setup  # noqa: E402,F401  (the stand-ins)
+
+# `setup` is the stand-ins fixture; pytest passes it to the tests below by name, which pyflakes reads as shadowing (F811).
+from test_visdial_train import FINGERPRINT, image_number, setup  # noqa: E402,F401
 
 
-def test_sft_rows_are_the_train_splits_human_turns(setup):
+def test_sft_rows_are_the_train_splits_human_turns(setup):  # noqa: F811
     from chatir_env.train.visdial_sft import visdial_sft_examples
 
     rows = visdial_sft_examples(setup["kwargs"], system_prompt="find the image")
@@ -23,7 +25,8 @@ def test_sft_rows_are_the_train_splits_human_turns(setup):
     assert len(rows) == 10 * len(train.targets) == 200  # every turn of the 20 train-split dialogs, none of the 4 held out
     first = train.targets[0]
     asked = setup["asked"][image_number(first)]
-    assert rows[0] == {"prompt": [{"role": "system", "content": "find the image"}, {"role": "user", "content": train.captions[first]}],
+    assert rows[0] == {"prompt": [{"role": "system", "content": "find the image"},
+                                  {"role": "user", "content": train.captions[first]}],
                        "completion": [{"role": "assistant", "content": asked[0][0]}]}
     # turn 3 of the first dialog: the caption, then three human questions with their human answers
     prompt = rows[3]["prompt"]
@@ -37,7 +40,7 @@ def test_sft_rows_are_the_train_splits_human_turns(setup):
     assert len(held_out) == 4 * 8 and not held_out & {r["completion"][0]["content"] for r in rows + sampled}
 
 
-def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):
+def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):  # noqa: F811
     import yaml
 
     from chatir_env.answerers.blip2 import Blip2Answerer
@@ -75,7 +78,7 @@ def test_grpo_plays_visdial_train_with_live_blip2(setup, tmp_path):
     assert log and len(kept) > 0
 
 
-def test_sft_stage_trains_on_visdial_train_rows(setup, tmp_path):
+def test_sft_stage_trains_on_visdial_train_rows(setup, tmp_path):  # noqa: F811
     """``data.source: visdial_train``: the SFT warm start reads the human questions of the train split."""
     import yaml
 

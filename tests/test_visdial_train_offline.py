@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 from chatir_env.retrievers import blip_convert  # noqa: E402
 from chatir_env.retrievers.blip import BlipDialogRetriever, BlipTokenizerNotFoundError  # noqa: E402
 from chatir_env.testing import DIALOGS, WORDS, bert_tokenizer, noise_images, tiny_blip  # noqa: E402
+
 from test_hf_models import hf_to_original  # noqa: E402
 
 

@@ -99,8 +99,10 @@ class EpisodeRollout:
         self.eos = eos_ids(tokenizer)
 
     def answer_suffix_ids(self, answer: str) -> list[int]:
-        """Tokens that follow the model's end-of-turn for one answer: the user turn and the next
-        assistant header (TRL's trick for tool results: render a dummy chat with and without it)."""
+        """Tokens that follow the model's end-of-turn for one answer: the user turn and the next assistant header.
+
+        TRL's trick for tool results: render a dummy chat with and without it.
+        """
         if answer not in self._suffix_cache:
             dummy = [{"role": "user", "content": "dummy"}, {"role": "assistant", "content": "x"}]
             prefix = chat_ids(self.tok, dummy, add_generation_prompt=False)

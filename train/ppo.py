@@ -29,7 +29,6 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
-from .cli import recorded_command
 from ..agents.policy import PolicyQuestioner
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema, check_name, validate
@@ -39,6 +38,7 @@ from ..progress import progress
 from ..rewards import REWARDS
 from ..sb3_vec_env import EPISODE_INFO_KEYS, PooledVecEnv
 from ..worlds import build_world, check_world_args, world_names
+from .cli import recorded_command
 
 # World arguments the trainer sets itself: the train split for training, held-out targets for validation.
 RESERVED_WORLD_ARGS = ("split", "num_targets", "target_set")
@@ -200,8 +200,10 @@ class ValidationCallback(BaseCallback):
         print(json.dumps(row))
 
     def provenance(self) -> dict:
-        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from:
-        the command that trained it, every segment's command, the config and the validation history."""
+        """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from.
+
+        The command that trained it, every segment's command, the config and the validation history.
+        """
         return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
                 "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,
                 "wall_seconds": round(self.clock.seconds(), 1), "validation": self.history}

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
-from pydantic import Field
 
 from ..atomic import atomic_write, atomic_write_json
 from ..config import Schema
@@ -50,7 +50,8 @@ class RetrieverTrainConfig(Schema):
     out_dir: str = Field("runs/retriever", description="run folder: checkpoint, TensorBoard logs, history, config")
 
 
-def contrastive_loss(dialog_vectors: torch.Tensor, image_vectors: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_loss(dialog_vectors: torch.Tensor, image_vectors: torch.Tensor,
+                     logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric InfoNCE; returns (loss, dialog->image top-1 accuracy)."""
     logits = logit_scale.exp() * dialog_vectors @ image_vectors.T
     labels = torch.arange(len(logits), device=logits.device)

@@ -1,5 +1,6 @@
-"""Supervised warm start (TRL ``SFTTrainer``) of a language-model questioner, and the config sections,
-model, evaluation and file helpers the GRPO stage (``chatir_env.train.grpo``) shares.
+"""Supervised warm start (TRL ``SFTTrainer``) of a language-model questioner.
+
+Also the config sections, model, evaluation and file helpers the GRPO stage (``chatir_env.train.grpo``) shares.
 
 ``chatir train grpo --config configs/sft_shapes.yaml`` (``stage: sft``) runs ``run_sft``: config, model,
 data, trainer, save, evaluate. The rows are Shapes pool questions (``data.source: shapes``, the default) or
@@ -204,7 +205,8 @@ def load_model(model_cfg: ModelSection | dict, where: str):
             raise ConfigError(f"{where}: model.config: {err}") from None
     path = model_cfg.path
     if not Path(path).exists():
-        hint = "run the warm start first (run_warm_start)" if model_cfg.warm_start else "give a local dir, or warm_start: <sft config>"
+        hint = ("run the warm start first (run_warm_start)" if model_cfg.warm_start
+                else "give a local dir, or warm_start: <sft config>")
         raise ConfigError(f"{where}: model.path {path} does not exist (no hub here: {hint})")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, model_cfg.dtype))
     tok = AutoTokenizer.from_pretrained(path)
@@ -307,8 +309,9 @@ def _jsonable(value):
 # --- the stage ---------------------------------------------------------------------------------------------
 
 def run_sft(config: dict, out_dir: str | None, steps: int | None) -> int:
-    """Supervised warm start: the LM learns to ask the next question given the dialog so far (Shapes pool
-    questions, or VisDial train's human questions with ``data.source: visdial_train``).
+    """Supervised warm start: the LM learns to ask the next question given the dialog so far.
+
+    The questions are Shapes pool questions, or VisDial train's human questions with ``data.source: visdial_train``.
 
     Args:
         config: the config's fields (an :class:`SFTStageConfig` as a dict, with the CLI's ``_path``,

@@ -102,8 +102,11 @@ def sample_question(rng: np.random.Generator, asked: set[int], sampling: str = "
 
 def shapes_sft_examples(num_examples: int, max_rounds: int = 10, seed: int = 0, split: str = "train",
                         corpus_size: int = 50_000, sampling: str = "uniform", system_prompt: str | None = None) -> list[dict]:
-    """Prompt-completion chats: a random scene's caption, k ~ U{0..max_rounds-1} earlier turns (pool
-    questions without repeats, the noiseless oracle's answers), and the next question as completion."""
+    """Prompt-completion chats for the next question.
+
+    Each has a random scene's caption, k ~ U{0..max_rounds-1} earlier turns (pool questions without repeats,
+    the noiseless oracle's answers), and the next question as completion.
+    """
     from ..worlds.shapes import scene_corpus
 
     _, table, _, caps = scene_corpus(split, corpus_size)

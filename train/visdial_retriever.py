@@ -200,7 +200,8 @@ class HeldoutProbe:
         self.max_rounds, self.batch_size = max_rounds, batch_size
 
     def _encode(self, model: BlipTextSide, dialogs: list[Dialog]) -> torch.Tensor:
-        return torch.cat([model.dialog_features(dialogs[i : i + self.batch_size]) for i in range(0, len(dialogs), self.batch_size)])
+        return torch.cat([model.dialog_features(dialogs[i : i + self.batch_size])
+                          for i in range(0, len(dialogs), self.batch_size)])
 
     @torch.no_grad()
     def __call__(self, model: BlipTextSide) -> dict[str, float]:
@@ -280,7 +281,8 @@ def build_visdial_training(config: dict, out_dir: str | None = None, steps: int 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if not data.train_file or not Path(data.train_file).is_file():
-        raise ConfigError(f"{where}: data.train_file {data.train_file!r} not found (VisDial v1.0 train: visdial_1.0_train.json)")
+        raise ConfigError(
+            f"{where}: data.train_file {data.train_file!r} not found (VisDial v1.0 train: visdial_1.0_train.json)")
     if not data.image_root or not Path(data.image_root).is_dir():
         raise ConfigError(f"{where}: data.image_root {data.image_root!r} is not a folder (COCO 2014 images for VisDial)")
     train_pairs, heldout = split_pairs(data)
@@ -315,11 +317,13 @@ def train_visdial(config: dict, out_dir: str | None = None, steps: int | None = 
     run.retriever.save_pretrained(out / "retriever")
     payload = {"metrics": result, "train": run.cfg.model_dump(), "data": config.get("data", {}),
                "model": config.get("model", {}),
-               "logit_scale": float(run.model.logit_scale.detach().exp()), "pairs": {"train": len(run.sampler.rows), "heldout": len(run.probe.rows)},
+               "logit_scale": float(run.model.logit_scale.detach().exp()),
+               "pairs": {"train": len(run.sampler.rows), "heldout": len(run.probe.rows)},
                "command": config.get("_command") or "chatir train retriever --config " + str(config.get("_path"))}
     atomic_write_json(out / "metrics.json", payload)
     print(json.dumps(result))
-    print(f"wrote {out / 'retriever'}: index the search space with it (`chatir index --retriever blip --model {out / 'retriever'} ...`)")
+    print(f"wrote {out / 'retriever'}: index the search space with it "
+          f"(`chatir index --retriever blip --model {out / 'retriever'} ...`)")
     return 0
 
 

@@ -128,10 +128,13 @@ class Blip2Answerer:
 
     @property
     def fingerprint(self) -> str:
-        """``"blip2-<16 hex>"``: a digest of the weights (a strided sample of every tensor, as in the
+        """``"blip2-<16 hex>"``: a digest of everything that decides the answers.
+
+        It covers the weights (a strided sample of every tensor, as in the
         retrievers' fingerprints), the model config, the dtype, the image preprocessing, the prompt
         template, ``max_new_tokens`` and the decoding rules. Batch size and device are left out: they
-        do not change which answer greedy decoding picks. Computed once, on first use."""
+        do not change which answer greedy decoding picks. Computed once, on first use.
+        """
         if self._fingerprint is None:
             extra = {
                 "dtype": str(self.dtype),

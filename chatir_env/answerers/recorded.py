@@ -157,7 +157,8 @@ class RecordedAnswerer:
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         if not len(targets) == len(dialogs) == len(questions):
             raise ValueError(
-                f"answer needs one target, dialog and question per episode, got {len(targets)}, {len(dialogs)}, {len(questions)}"
+                f"answer needs one target, dialog and question per episode, "
+                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
             )
         return [self.answer_one(t, q) for t, q in zip(targets, questions)]
 

@@ -49,7 +49,8 @@ class ReplayAnswerer(RecordedAnswerer):
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         if not len(targets) == len(dialogs) == len(questions):
             raise ValueError(
-                f"answer needs one target, dialog and question per episode, got {len(targets)}, {len(dialogs)}, {len(questions)}"
+                f"answer needs one target, dialog and question per episode, "
+                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
             )
         stored: list[str | None] = [None] * len(targets)
         if self.answer_store is not None:

@@ -1,4 +1,4 @@
-"""Fill an answer store: `chatir answer --world W --store PATH`, or import recorded answers with `--import`.
+r"""Fill an answer store: `chatir answer --world W --store PATH`, or import recorded answers with `--import`.
 
 Answering: for every target of the world and every question of its pool, the (image, question) pairs
 the store does not hold yet are answered in batches of ``--batch-size`` by the world's answerer (or
@@ -9,7 +9,7 @@ twice or lost. The answerer sees the target image, the question and the caption 
 dialog), as ChatIR's BLIP2 did.
 
     chatir answer --world shapes_oracle --world-arg corpus_size=5000 --store answers.sqlite
-    chatir answer --world visdial_train --answerer-model Salesforce/blip2-flan-t5-xxl \\
+    chatir answer --world visdial_train --answerer-model Salesforce/blip2-flan-t5-xxl \
         --answerer-arg dtype=bfloat16 --store blip2.sqlite --engine ray --workers 8
 
 Importing: ``--import FILE`` (repeatable) stores the answers of released ChatIR dialog files

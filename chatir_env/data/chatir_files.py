@@ -1,4 +1,4 @@
-"""Loaders for the files of the official ChatIR release and for VisDial v1.0.
+r"""Loaders for the files of the official ChatIR release and for VisDial v1.0.
 
 Dialog files (``ChatGPT_BLIP2.json``, ``FLAN_ALPACA_XXL_BLIP2.json``, ``Human_BLIP2.json``,
 ``Unanswered_ChatGPT_BLIP2.json``, ``VisDial_v1.0_queries_val.json``) are JSON lists of
@@ -14,7 +14,7 @@ How a turn string is split into (question, answer) (``split_turn``):
   ``Answer:`` marker starts the reply side.
 * The question ends at the last ``?`` before that marker (ChatGPT often asks two questions in one
   turn: "What kind of beach is it? Sandy or rocky? sandy"), when a space or the end of the string
-  follows it. ChatGPT's "...image?\\nAnswer: ..." splits at the first space after the ``?``.
+  follows it. ChatGPT's "...image?\nAnswer: ..." splits at the first space after the ``?``.
 * A turn without ``?`` (a few hundred in FLAN and Unanswered, where the question was cut off) splits
   at its last double space when it has one, else it cannot be split: the whole string is the
   question and the answer is empty (``TurnSplit.answerable`` is False).
@@ -191,7 +191,8 @@ def parse_dialog_entries(data: Any, path: str | os.PathLike = "<data>") -> list[
         if not isinstance(image_id, str) or not image_id:
             raise DialogFileError(path, f"field 'img' must be a non-empty string, got {_type_name(image_id)}", i)
         if not isinstance(turns, list) or not turns:
-            raise DialogFileError(path, f"field 'dialog' must be a non-empty list [caption, turn, ...], got {_type_name(turns)}", i)
+            raise DialogFileError(
+                path, f"field 'dialog' must be a non-empty list [caption, turn, ...], got {_type_name(turns)}", i)
         for j, turn in enumerate(turns):
             if not isinstance(turn, str):
                 raise DialogFileError(path, f"dialog[{j}] must be a string, got {_type_name(turn)}", i)
@@ -253,6 +254,7 @@ def load_visdial(
     """Load the official VisDial v1.0 json (``{"data": {"questions", "answers", "dialogs"}}``).
 
     Args:
+        path: the VisDial json file (e.g. ``visdial_1.0_val.json``).
         image_id: how a VisDial ``image_id`` becomes a corpus id: a format string with ``{image_id}``
             (e.g. ``"unlabeled2017/{image_id:012d}.jpg"``) or a function.
         add_question_mark: VisDial stores questions without "?"; ChatIR's files add it.

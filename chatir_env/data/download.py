@@ -119,7 +119,8 @@ def download(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", required=True, help="folder to put the files in (created if missing)")
-    parser.add_argument("--base-url", default=BASE_URL, help="where the repository's files are served (default: GitHub raw, pinned commit)")
+    parser.add_argument("--base-url", default=BASE_URL,
+                        help="where the repository's files are served (default: GitHub raw, pinned commit)")
     parser.add_argument("--force", action="store_true", help="fetch again even when a file is present and intact")
 
 

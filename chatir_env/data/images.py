@@ -76,11 +76,15 @@ class ImageCorpus:
         return cls(root, ids, description=f"folder {root}", **kwargs)
 
     @classmethod
-    def from_search_space(cls, root: str | os.PathLike, search_space: str | os.PathLike | Sequence[str], **kwargs) -> "ImageCorpus":
+    def from_search_space(cls, root: str | os.PathLike, search_space: str | os.PathLike | Sequence[str],
+                          **kwargs) -> "ImageCorpus":
         from .chatir_files import load_search_space
 
         ids = load_search_space(search_space) if isinstance(search_space, (str, os.PathLike)) else list(search_space)
-        return cls(root, ids, description=f"search space {search_space if isinstance(search_space, (str, os.PathLike)) else len(ids)} under {root}", **kwargs)
+        return cls(root, ids,
+                   description=f"search space {search_space if isinstance(search_space, (str, os.PathLike)) else len(ids)}"
+                               f" under {root}",
+                   **kwargs)
 
     # --- loading -----------------------------------------------------------------------------------
 

@@ -43,7 +43,6 @@ from ..index import CONTENT_HASH_KEY, ImageIndex, IndexMismatchError
 from ..retrievers.registry import NAMED_RETRIEVERS, load_retriever  # noqa: F401  (re-exported: index_cli.load_retriever)
 
 
-
 class IndexLockedError(RuntimeError):
     """Another process holds the lock on the index being written."""
 
@@ -114,8 +113,11 @@ def _read_shards(shard_dir: Path, fingerprint: str) -> tuple[dict[str, tuple[int
 
 
 def _corpus_stream(corpus_items: Any, done: dict) -> tuple[Iterator[tuple[str, Any]], list[str]]:
-    """Items still to encode, plus the list of all corpus ids in order (filled as the stream runs
-    for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only what is left)."""
+    """Items still to encode, plus the list of all corpus ids in order.
+
+    The list fills as the stream runs for a plain iterable; a corpus with ``ids`` and ``iter_images`` loads only
+    what is left.
+    """
     if hasattr(corpus_items, "ids") and hasattr(corpus_items, "iter_images"):
         ids = list(corpus_items.ids)
         return corpus_items.iter_images(i for i in ids if i not in done), ids
@@ -146,12 +148,18 @@ def build_index(
     """Encode ``corpus_items`` with ``retriever.encode_images`` and save an ``ImageIndex`` at ``out_path``.
 
     Args:
+        retriever: the model that encodes: ``encode_images(items)`` (one row per item) and a ``fingerprint``
+            that the index records.
         corpus_items: an ``ImageCorpus`` (images loaded lazily, bad ones skipped and reported) or any
             iterable of ``(id, item)`` pairs that ``encode_images`` accepts, in a fixed order.
+        out_path: where the index goes (its checkpoint shards and skipped-images report go beside it).
+        batch_size: items per ``encode_images`` call (at least 1).
         shard_size: images per checkpoint shard (default ``16 * batch_size``).
         restart: discard checkpoint shards of an earlier run instead of resuming from them.
         overwrite: replace an existing index at ``out_path``.
         lock_timeout: seconds to wait for another writer of the same index (0: fail at once).
+        progress: show a progress bar (and one for hashing the image files).
+        meta: extra entries for the index's metadata, over the ones recorded by default.
 
     Returns the index (on the retriever's output device as encoded, saved to CPU files).
     """
@@ -218,10 +226,12 @@ def build_index(
             with torch.no_grad():
                 vectors = retriever.encode_images([item for _, item in batch])
             if vectors.ndim != 2 or vectors.shape[0] != len(batch):
-                raise ValueError(f"{type(retriever).__name__}.encode_images returned shape {tuple(vectors.shape)} for {len(batch)} items")
+                raise ValueError(f"{type(retriever).__name__}.encode_images returned shape {tuple(vectors.shape)} "
+                                 f"for {len(batch)} items")
             bad = ~torch.isfinite(vectors).all(dim=1)
             if bad.any():
-                raise ValueError(f"the retriever produced NaN/inf embeddings for {[ids[j] for j in torch.nonzero(bad).flatten().tolist()][:5]}")
+                raise ValueError("the retriever produced NaN/inf embeddings for "
+                                 f"{[ids[j] for j in torch.nonzero(bad).flatten().tolist()][:5]}")
             pending_ids.extend(ids)
             pending.append(vectors.detach().cpu())
             if bar is not None:
@@ -329,8 +339,10 @@ def add_content_hashes(corpus: Any, out_path: str | os.PathLike, progress: bool 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_retriever_arguments(parser)
-    parser.add_argument("--corpus", required=True, help="image folder (with --search-space: the folder the listed paths are relative to)")
-    parser.add_argument("--search-space", help="JSON list of image paths (e.g. Search_Space_val_50k.json); default: every image under --corpus")
+    parser.add_argument("--corpus", required=True,
+                        help="image folder (with --search-space: the folder the listed paths are relative to)")
+    parser.add_argument("--search-space", help="JSON list of image paths (e.g. Search_Space_val_50k.json); "
+                                               "default: every image under --corpus")
     parser.add_argument("--out", required=True, help="index path (PATH.safetensors + PATH.json)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--shard-size", type=int, help="images per checkpoint shard (default 16 x batch size)")

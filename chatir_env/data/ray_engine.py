@@ -24,8 +24,11 @@ INSTALL_HINT = "pip install 'chatir-env[ray]'  (or: pip install 'ray[data]>=2.40
 
 
 class RayNotInstalledError(ValueError):
-    """``--engine ray`` without Ray Data installed; the message says how to install it. A ``ValueError``:
-    the commands report it like any other unusable argument, without a traceback."""
+    """``--engine ray`` without Ray Data installed; the message says how to install it.
+
+    A ``ValueError``:
+    the commands report it like any other unusable argument, without a traceback.
+    """
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,8 +101,10 @@ class RaySession:
         return {"compute": ActorPoolStrategy(size=workers), "num_cpus": self.worker_cpus, "num_gpus": self.worker_gpus}
 
     def probe(self, function, *args: Any) -> Any:
-        """Run ``function(*args)`` once on a worker with an actor's resources (e.g. to read a model's
-        fingerprint where the model will run, not on the driver)."""
+        """Run ``function(*args)`` once on a worker with an actor's resources.
+
+        E.g. to read a model's fingerprint where the model will run, not on the driver.
+        """
         remote = self.ray.remote(num_cpus=self.worker_cpus, num_gpus=self.worker_gpus, max_retries=self.max_retries)(function)
         return self.ray.get(remote.remote(*args))
 

@@ -137,8 +137,10 @@ class RayEncodedCorpus:
 
 
 def ray_index_inputs(args: argparse.Namespace, corpus: ImageCorpus) -> tuple[EncodedRows, RayEncodedCorpus]:
-    """The (retriever, corpus) pair that makes ``build_index`` encode on Ray; starts Ray (shut down when
-    the corpus has been read)."""
+    """The (retriever, corpus) pair that makes ``build_index`` encode on Ray.
+
+    Starts Ray, shut down when the corpus has been read.
+    """
     session = session_from_args(args).__enter__()
     try:
         spec = _retriever_spec(args)

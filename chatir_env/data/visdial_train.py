@@ -1,5 +1,6 @@
-"""VisDial v1.0 train dialogs over COCO 2014 images: one loader for the training worlds and the
-retriever trainer.
+"""VisDial v1.0 train dialogs over COCO 2014 images.
+
+One loader for the training worlds and the retriever trainer.
 
 ``visdial_1.0_train.json`` (the original format: ``data.questions``, ``data.answers`` and
 ``data.dialogs[{image_id, caption, dialog[{question, answer, answer_options, gt_index}]}]``) holds
@@ -32,8 +33,10 @@ def coco2014_candidates(image_id: Any) -> tuple[str, str]:
 
 
 def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[Any], str]:
-    """VisDial ``image_id`` -> its COCO 2014 file under ``image_root``: the train2014 one, or the
-    val2014 one when only that exists (VisDial's train split draws from both)."""
+    """VisDial ``image_id`` -> its COCO 2014 file under ``image_root``.
+
+    The train2014 one, or the val2014 one when only that exists (VisDial's train split draws from both).
+    """
     root = Path(image_root)
 
     def to_path(image_id: Any) -> str:
@@ -44,8 +47,10 @@ def coco2014_image_id(image_root: str | os.PathLike) -> Callable[[Any], str]:
 
 
 def coco2014_in(known_ids: Collection[str]) -> Callable[[Any], str]:
-    """VisDial ``image_id`` -> the COCO 2014 corpus id that ``known_ids`` (an index's ids) holds;
-    the train2014 name when it holds neither."""
+    """VisDial ``image_id`` -> the COCO 2014 corpus id that ``known_ids`` (an index's ids) holds.
+
+    The train2014 name when it holds neither.
+    """
     known = known_ids if isinstance(known_ids, (set, frozenset, dict)) else set(known_ids)
 
     def to_id(image_id: Any) -> str:
@@ -75,8 +80,10 @@ def _raw_dialogs(path: str, mtime: float) -> tuple[tuple[int, Dialog], ...]:
 
 
 def load_visdial_train_cached(path: str | os.PathLike) -> tuple[tuple[int, Dialog], ...]:
-    """``((VisDial image_id, Dialog), ...)`` parsed once per process (the train file is ~1.2M turns,
-    read by a training world and its validation world alike)."""
+    """``((VisDial image_id, Dialog), ...)`` parsed once per process.
+
+    The train file is ~1.2M turns, read by a training world and its validation world alike.
+    """
     path = Path(path)
     return _raw_dialogs(str(path.resolve()), path.stat().st_mtime)
 

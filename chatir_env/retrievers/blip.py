@@ -124,8 +124,9 @@ class BlipDialogRetriever(HFDualEncoder):
         weights_only: bool = True,
         **kwargs: Any,
     ) -> "BlipDialogRetriever":
-        """Load an original salesforce-BLIP checkpoint (ChatIR's ``chatir_weights.ckpt``; ``.pth``,
-        ``.ckpt`` or ``.safetensors``) through :mod:`chatir_env.retrievers.blip_convert`.
+        """Load an original salesforce-BLIP checkpoint through :mod:`chatir_env.retrievers.blip_convert`.
+
+        That is ChatIR's ``chatir_weights.ckpt``, as ``.pth``, ``.ckpt`` or ``.safetensors``.
 
         ``config`` defaults to :func:`~chatir_env.retrievers.blip_convert.chatir_blip_config`
         (ViT-B/16 at 224 px). ``tokenizer``: a tokenizer object, a local directory (an HF tokenizer
@@ -186,10 +187,12 @@ def resolve_blip_tokenizer(tokenizer: Any = DEFAULT_TOKENIZER):
             bert = BertTokenizer.from_pretrained(name, do_lower_case=True)  # reads vocab.txt alone
             bert.add_special_tokens(BLIP_EXTRA_TOKENS)
             return bert
-        raise _tokenizer_missing(name, "is a folder without tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt)")
+        raise _tokenizer_missing(
+            name, "is a folder without tokenizer files (tokenizer.json, tokenizer_config.json or vocab.txt)")
     if path.exists() or path.is_absolute() or name.startswith(".") or name.count("/") != 1:
         raise _tokenizer_missing(name, "is not a folder")
     try:
         return load_tokenizer(name)
     except Exception as err:  # the hub's errors differ by version (OSError, HfHubHTTPError, ValueError)
-        raise _tokenizer_missing(name, f"could not be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        raise _tokenizer_missing(
+            name, f"could not be loaded ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None

@@ -1,5 +1,6 @@
-"""Convert an original salesforce-BLIP retrieval/ITM state dict (ChatIR's released
-``chatir_weights.ckpt``) to the keys of HF ``BlipForImageTextRetrieval``.
+"""Convert an original salesforce-BLIP retrieval/ITM state dict to the keys of HF ``BlipForImageTextRetrieval``.
+
+The original is ChatIR's released ``chatir_weights.ckpt``.
 
 Key map (original -> HF)::
 
@@ -205,7 +206,8 @@ def convert_blip_state_dict(
         extra = sorted(set(converted) - set(shapes))
         if extra:
             raise BlipCheckpointError(f"checkpoint key(s) that the target model does not have: {', '.join(extra[:20])}")
-        wrong = [f"{k}: checkpoint {tuple(converted[k].shape)} vs model {shapes[k]}" for k in sorted(converted) if tuple(converted[k].shape) != shapes[k]]
+        wrong = [f"{k}: checkpoint {tuple(converted[k].shape)} vs model {shapes[k]}"
+                 for k in sorted(converted) if tuple(converted[k].shape) != shapes[k]]
         if wrong:
             raise BlipCheckpointError("shape mismatch between the BLIP checkpoint and the config: " + "; ".join(wrong[:10]))
     return converted
@@ -253,8 +255,10 @@ def chatir_blip_config(**overrides):
 
 
 def load_original_blip(path_or_state_dict, config=None, weights_only: bool = True):
-    """Build HF ``BlipForImageTextRetrieval`` from ``config`` (default :func:`chatir_blip_config`)
-    and load an original BLIP checkpoint (path or state dict) into it, strictly."""
+    """Build HF ``BlipForImageTextRetrieval`` from ``config`` and load an original BLIP checkpoint into it.
+
+    ``config`` defaults to :func:`chatir_blip_config`; the checkpoint (path or state dict) is loaded strictly.
+    """
     from transformers import BlipForImageTextRetrieval
 
     if isinstance(path_or_state_dict, Mapping):

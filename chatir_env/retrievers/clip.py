@@ -1,4 +1,4 @@
-"""ChatIR's zero-shot CLIP baseline: an HF ``CLIPModel`` fed as OpenAI's ``clip`` package feeds it.
+r"""ChatIR's zero-shot CLIP baseline: an HF ``CLIPModel`` fed as OpenAI's ``clip`` package feeds it.
 
 ChatIR's ``CLIP_ZERO_SHOT_BASELINE`` (``baselines.py``) encodes a dialog string with
 ``clip.tokenize(text, truncate=True)`` and an image with the ``preprocess`` that ``clip.load``
@@ -8,7 +8,7 @@ and then moving it to the GPU. This module reproduces each step on an HF ``CLIPM
 * Text (:func:`clean_text`, :meth:`ClipRetriever.tokenize`): the string is cleaned as OpenAI's
   ``SimpleTokenizer.encode`` cleans it before splitting it into words: ``ftfy.fix_text``, then
   ``html.unescape`` twice, strip, every whitespace run made one space (the ``regex`` module's
-  ``\\s``, as OpenAI's), strip, lowercase. The HF CLIP tokenizer then applies the same word pattern
+  ``\s``, as OpenAI's), strip, lowercase. The HF CLIP tokenizer then applies the same word pattern
   and byte-level BPE (its own normaliser, NFC + whitespace + lowercase, changes nothing in a cleaned
   string). Without the cleaning a curly apostrophe ("it’s") or an HTML entity ("&amp;") gets other
   token ids than ``clip.tokenize`` gives. Truncation keeps the first 77 tokens with the end-of-text

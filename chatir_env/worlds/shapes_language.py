@@ -64,7 +64,8 @@ def _build_pool() -> list[PoolQuestion]:
     pool = [PoolQuestion("how many objects are there?", "count", nums[1:])]
     pool += [PoolQuestion(f"how many {PLURAL[s]} are there?", "count", nums) for s in SHAPES]
     pool += [PoolQuestion(f"how many {c} objects are there?", "count", nums) for c in COLOURS]
-    pool += [PoolQuestion(f"is there {object_phrase(None, c, s)}?", "exists", ("yes", "no")) for c in range(8) for s in range(6)]
+    pool += [PoolQuestion(f"is there {object_phrase(None, c, s)}?", "exists", ("yes", "no"))
+             for c in range(8) for s in range(6)]
     pool += [PoolQuestion(f"is there {article(s)} {s}?", "exists", ("yes", "no")) for s in SHAPES]
     pool += [PoolQuestion(f"is there anything {c}?", "exists", ("yes", "no")) for c in COLOURS]
     pool += [PoolQuestion(f"what color is the {s}?", "colour_of", COLOURS + (CANT_TELL, NONE_THERE)) for s in SHAPES]
@@ -99,7 +100,7 @@ def _unique_value(mask: np.ndarray, values: np.ndarray, labels: Sequence[str]) -
     out = np.full(len(mask), ANSWER_ID[CANT_TELL], dtype=np.int16)
     out[n_sel == 0] = ANSWER_ID[NONE_THERE]
     agree = (n_sel > 0) & (lo == hi)
-    label_ids = np.array([ANSWER_ID[l] for l in labels], dtype=np.int16)
+    label_ids = np.array([ANSWER_ID[label] for label in labels], dtype=np.int16)
     out[agree] = label_ids[lo[agree]]
     return out
 
@@ -120,7 +121,8 @@ def answer_table(scenes: SceneSet) -> np.ndarray:
     cols += [_unique_value(scenes.shape == s, scenes.size, ("no", "yes")) for s in range(6)]
     cols += [_unique_value(scenes.shape == s, scenes.cell, CELLS) for s in range(6)]
     cols += [_unique_value(scenes.colour == c, scenes.cell, CELLS) for c in range(8)]
-    obj_id = np.array([ANSWER_ID[object_phrase(z, c, s)] for z in range(2) for c in range(8) for s in range(6)], dtype=np.int16)
+    obj_id = np.array([ANSWER_ID[object_phrase(z, c, s)] for z in range(2) for c in range(8) for s in range(6)],
+                      dtype=np.int16)
     for cell in range(9):
         here = present & (scenes.cell == cell)
         slot = here.argmax(1)
@@ -190,7 +192,8 @@ def caption_text(facts: CaptionFacts) -> str:
         body = " and ".join(phrases)
     if facts.count is not None:
         noun = "shape" if facts.count == 1 else "shapes"
-        body = f"{NUMBERS[facts.count]} {noun} with {body}" if facts.count > len(phrases) else f"{NUMBERS[facts.count]} {noun}: {body}"
+        body = (f"{NUMBERS[facts.count]} {noun} with {body}" if facts.count > len(phrases)
+                else f"{NUMBERS[facts.count]} {noun}: {body}")
     if facts.background is not None:
         body += f" on {BACKGROUNDS[facts.background]}"
     return body

@@ -12,10 +12,12 @@ from .shapes_language import ANSWERS, DONT_KNOW, QUESTION_POOL, noisy_answer_ind
 
 
 class ShapesOracle:
-    """Answers pool questions exactly ("yes", "no", "two", "red", "top left", "i can't tell", ...),
-    and "i don't know" to a question it cannot parse. With ``answer_noise`` p, an answer is replaced by
+    """Answers pool questions exactly ("yes", "no", "two", "red", "top left", "i can't tell", ...).
+
+    It answers "i don't know" to a question it cannot parse. With ``answer_noise`` p, an answer is replaced by
     another of that question's answers with probability p, deterministically per (target, question,
-    round, seed)."""
+    round, seed).
+    """
 
     def __init__(self, answer_table: np.ndarray, rows: Mapping[str, int], answer_noise: float = 0.0, seed: int = 0):
         if not 0.0 <= answer_noise < 1.0:
@@ -25,11 +27,13 @@ class ShapesOracle:
 
     @property
     def fingerprint(self) -> str:
-        """``"shapes-oracle-v1-noise<p>-seed<s>-<12 hex>"``: the noise settings and a digest of the scenes'
-        answer table with their ids. Scene ids repeat across corpus sizes (``shapes-train-000001`` is
-        another scene in a 300-scene corpus than in a 50,000-scene one), so the digest, not the ids,
-        tells two corpora apart. With noise, an answer also depends on the round; a store keeps one
-        answer per (scene, question), the one asked first."""
+        """``"shapes-oracle-v1-noise<p>-seed<s>-<12 hex>"``.
+
+        The noise settings and a digest of the scenes' answer table with their ids. Scene ids repeat across
+        corpus sizes (``shapes-train-000001`` is another scene in a 300-scene corpus than in a 50,000-scene
+        one), so the digest, not the ids, tells two corpora apart. With noise, an answer also depends on the
+        round; a store keeps one answer per (scene, question), the one asked first.
+        """
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for image_id, row in sorted(self.rows.items(), key=lambda item: item[1]):

@@ -126,7 +126,8 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[flo
     return None  # circle: drawn as an ellipse
 
 
-def render_scene(scenes: SceneSet, i: int, size: int = 36, supersample: int = 4, jitter_seed: int | None = None) -> Image.Image:
+def render_scene(scenes: SceneSet, i: int, size: int = 36, supersample: int = 4,
+                 jitter_seed: int | None = None) -> Image.Image:
     """Scene ``i`` as an RGB image, drawn at ``supersample`` x and box-downsampled (anti-aliased)."""
     big = size * supersample
     img = Image.new("RGB", (big, big), BACKGROUND_RGB[BACKGROUNDS[scenes.background[i]]])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
 
 from ..dialog import Dialog
-from ..metrics import hits_at_k, per_round_hits_at_k, target_ranks
+from ..metrics import per_round_hits_at_k, target_ranks
 from .shapes_language import ANSWERS, POOL_TEXTS, QUESTION_KINDS, QUESTION_POOL, answer_table, caption_facts, caption_text
-from .shapes_scenes import SceneSet, perturb_scenes, render_scenes, sample_scenes
+from .shapes_scenes import perturb_scenes, render_scenes, sample_scenes
 
 TRAINING_SCENES_SEED = 3
 _BY_KIND = {k: [i for i, q in enumerate(QUESTION_POOL) if q.kind == k] for k in QUESTION_KINDS}

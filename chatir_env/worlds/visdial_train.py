@@ -117,7 +117,8 @@ class SourcedAnswerer:
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
         if not len(targets) == len(dialogs) == len(questions):
             raise ValueError(
-                f"answer needs one target, dialog and question per episode, got {len(targets)}, {len(dialogs)}, {len(questions)}"
+                f"answer needs one target, dialog and question per episode, "
+                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
             )
         answers: list[str | None] = [None] * len(targets)
         pending = list(range(len(targets)))
@@ -160,10 +161,12 @@ def load_training_index(index: Any, retriever: Any, train_file: Any) -> ImageInd
         index.check_compatible(str(retriever.fingerprint))
         return index
     if index is None:
-        raise VisDialSetupError(f"no index of the training images given: pass index=<path>; build it with {_index_command(train_file)}")
+        raise VisDialSetupError(
+            f"no index of the training images given: pass index=<path>; build it with {_index_command(train_file)}")
     tensor_path, meta_path = ImageIndex._paths(index)
     if not tensor_path.is_file() or not meta_path.is_file():
-        raise VisDialSetupError(f"index {tensor_path} (and {meta_path.name}) not found; build it with {_index_command(train_file)}")
+        raise VisDialSetupError(
+            f"index {tensor_path} (and {meta_path.name}) not found; build it with {_index_command(train_file)}")
     return _load_index_cached(str(tensor_path), tensor_path.stat().st_mtime, str(getattr(retriever, "device", "cpu")),
                               str(retriever.fingerprint))
 
@@ -233,8 +236,10 @@ def _pool_form(question: str) -> str:
 
 
 def most_frequent_questions(dialogs: Sequence[Dialog], n: int) -> list[str]:
-    """The ``n`` most frequent questions (matched by ``question_key``; ties: first asked first),
-    each as first written."""
+    """The ``n`` most frequent questions, each as first written.
+
+    Questions are matched by ``question_key``; ties: first asked first.
+    """
     counts: Counter = Counter()
     first: dict[str, str] = {}
     for dialog in dialogs:
@@ -294,7 +299,7 @@ class TrainingDialogs:
 
     @property
     def human(self) -> dict[str, dict[str, list[str]]]:
-        """corpus id -> {``question_key``: its recorded answers in dialog order} (built on first use)."""
+        """Corpus id -> {``question_key``: its recorded answers in dialog order} (built on first use)."""
         if self._human is None:
             self._human = {}
             for target, dialog in self.records.items():
@@ -305,7 +310,8 @@ class TrainingDialogs:
         return self._human
 
 
-_PREPARED: dict[tuple, TrainingDialogs] = {}  # the last two (train file, index) pairs: a training world and its validation world
+# The last two (train file, index) pairs: a training world and its validation world.
+_PREPARED: dict[tuple, TrainingDialogs] = {}
 
 
 def training_dialogs(train_file: str | os.PathLike, index: ImageIndex) -> TrainingDialogs:
@@ -324,15 +330,18 @@ def training_dialogs(train_file: str | os.PathLike, index: ImageIndex) -> Traini
 
 
 def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answerer: Any):
-    """An ``AnswerStore`` from a path: under ``fingerprint``, else the live answerer's, else (read-only)
-    the one the store was written under."""
+    """An ``AnswerStore`` from a path.
+
+    Opened under ``fingerprint``, else the live answerer's, else (read-only) the one the store was written under.
+    """
     from ..answer_store import AnswerStore, read_fingerprint
 
     if not isinstance(answer_store, (str, os.PathLike)):
         return answer_store
     if readonly and not Path(answer_store).is_file():
         raise VisDialSetupError(f"answer store {answer_store} not found: fill it with `chatir answer` (see {GUIDE})")
-    fingerprint = fingerprint or getattr(answerer, "fingerprint", None) or (read_fingerprint(answer_store) if readonly else None)
+    fingerprint = (fingerprint or getattr(answerer, "fingerprint", None)
+                   or (read_fingerprint(answer_store) if readonly else None))
     if not fingerprint:
         raise ValueError(
             f"answer store {answer_store}: pass store_fingerprint=<the answerer fingerprint to keep its answers under> "
@@ -447,19 +456,22 @@ def _build(
     needed = len(data.own[largest]) + len(shared)
     if max_pool is not None and max_pool < needed:
         raise ValueError(f"max_pool={max_pool} is smaller than the largest pool (that of {largest!r}: its "
-                         f"{len(data.own[largest])} questions and up to {len(shared)} shared ones); pass max_pool >= {needed} or None")
+                         f"{len(data.own[largest])} questions and up to {len(shared)} shared ones); "
+                         f"pass max_pool >= {needed} or None")
     max_pool = max_pool or needed
 
     blip2 = None
     images = _image_loader(image_root, targets, required=live and "blip2" in sources and answerer is None)
     if "blip2" in sources:
-        blip2 = answerer if answerer is not None else make_blip2(blip2_model, image_root, device, dtype, answer_batch_size, prompt)
+        blip2 = (answerer if answerer is not None
+                 else make_blip2(blip2_model, image_root, device, dtype, answer_batch_size, prompt))
     store = None
     if answer_store is not None:
         store = _open_store(answer_store, store_fingerprint, readonly=not live, answerer=blip2)
         live_fingerprint = getattr(blip2, "fingerprint", None)
         if live_fingerprint is not None and str(live_fingerprint) != str(store.fingerprint):
-            raise ValueError(f"answer store {getattr(store, 'path', answer_store)} keeps answers of {store.fingerprint!r}, but "
+            raise ValueError(f"answer store {getattr(store, 'path', answer_store)} keeps answers of "
+                             f"{store.fingerprint!r}, but "
                              f"the BLIP2 answerer in use is {live_fingerprint!r}: its answers would be mixed in under the "
                              "store's fingerprint; use one store per answerer")
     answer = SourcedAnswerer(sources, store=store, human=data.human if "human" in sources else None, blip2=blip2,
@@ -481,7 +493,8 @@ def _build(
                 "num_targets": num_targets, "targets": len(targets), "corpus_size": len(idx),
                 "global_pool": global_pool, "max_pool": max_pool, "answer_sources": list(sources),
                 "answer_store": None if answer_store is None else str(getattr(answer_store, "path", answer_store)),
-                "benchmark_index": None if benchmark_index is None else str(getattr(benchmark_index, "meta", {}).get("path", benchmark_index)),
+                "benchmark_index": (None if benchmark_index is None
+                                    else str(getattr(benchmark_index, "meta", {}).get("path", benchmark_index))),
                 "check_leakage": check_leakage,
                 "blip2_model": None if blip2_model is None else str(blip2_model)},
     )
