@@ -19,18 +19,18 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from ..agents.lm import chat_ids, decode_question, dialog_messages, eos_ids, generate_batch
-from ..config import Schema, check_name
+from ..config import check_name
 from ..core import EpisodeBatch
 from ..rewards import REWARDS, RewardFn
-from ..worlds import check_world_args, world_names
 from ..worlds.base import World
+from ..worlds.schema import WorldSection
 from ..worlds.shapes_language import DONT_KNOW
 
 
-class EnvConfig(Schema):
+class EnvConfig(WorldSection):
     """The episodes a GRPO rollout plays (the ``env:`` section; the SFT stage reads its prompt fields)."""
 
     world: str = Field("shapes_oracle", description="registered world the episodes play in (its train split)")
@@ -48,23 +48,6 @@ class EnvConfig(Schema):
     max_question_chars: int = Field(300, ge=1, description="longer questions are refused by the env (a pass)")
     system_prompt: str = Field("", description="system message of the questioner's chat (empty: none); recorded "
                                                "with the trained model so LMQuestioner reuses it")
-
-    @field_validator("world")
-    @classmethod
-    def _world_exists(cls, world: str) -> str:
-        return check_name("world", world, world_names())
-
-    @field_validator("world_kwargs", mode="before")
-    @classmethod
-    def _none_is_empty(cls, kwargs: Any) -> Any:
-        return {} if kwargs is None else kwargs
-
-    @field_validator("world_kwargs")
-    @classmethod
-    def _world_args_exist(cls, kwargs: dict, info: ValidationInfo) -> dict:
-        if "world" in info.data:  # else the world itself was refused
-            check_world_args(info.data["world"], kwargs)
-        return kwargs
 
     @field_validator("reward")
     @classmethod

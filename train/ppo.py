@@ -24,28 +24,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field, PositiveInt, field_validator
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from ..agents.policy import PolicyQuestioner
 from ..atomic import atomic_write, atomic_write_json
-from ..config import Schema, check_name, validate
+from ..config import check_name, validate
 from ..eval.runner import play_episodes
 from ..metrics import bri, hits_at_k
 from ..progress import progress
 from ..rewards import REWARDS
 from ..sb3_vec_env import EPISODE_INFO_KEYS, PooledVecEnv
-from ..worlds import build_world, check_world_args, world_names
+from ..worlds import build_world
+from ..worlds.schema import WorldSection
 from .cli import recorded_command
 
 # World arguments the trainer sets itself: the train split for training, held-out targets for validation.
 RESERVED_WORLD_ARGS = ("split", "num_targets", "target_set")
 
 
-class PPOConfig(Schema):
+class PPOConfig(WorldSection):
     """``chatir train ppo``: one field per line of the YAML config (``--set KEY=VALUE`` overrides one)."""
+
+    reserved_world_args = RESERVED_WORLD_ARGS
 
     world: str = Field("shapes_oracle", description="registered world to train in (its train split)")
     world_kwargs: dict[str, Any] = Field(default_factory=dict, description="the world's keyword arguments (`chatir worlds`), "
@@ -79,18 +82,6 @@ class PPOConfig(Schema):
     threads: int = Field(1, ge=1, description="torch threads (one: OpenMP spinning on a busy machine costs more "
                                                    "than it gives)")
     out_dir: str = Field("runs/ppo_shapes", description="run folder: checkpoints, validation.json, TensorBoard logs")
-
-    @field_validator("world")
-    @classmethod
-    def _world_exists(cls, world: str) -> str:
-        return check_name("world", world, world_names())
-
-    @field_validator("world_kwargs")
-    @classmethod
-    def _world_args_exist(cls, kwargs: dict, info: ValidationInfo) -> dict:
-        if "world" in info.data:  # else the world itself was refused
-            check_world_args(info.data["world"], kwargs, reserved=RESERVED_WORLD_ARGS)
-        return kwargs
 
     @field_validator("reward")
     @classmethod

@@ -20,19 +20,20 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..agents.lm import QUESTIONER_META, LMQuestioner
 from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, validate
 from ..target_sample import sample_targets
-from ..worlds import build_world, check_world_args, world_names
+from ..worlds import build_world, check_world_args
 from ..worlds.base import World
+from ..worlds.schema import WorldSection
 from .cli import recorded_command
 from .grpo_rollout import EnvConfig
 
 
-class EvalConfig(Schema):
+class EvalConfig(WorldSection):
     """The benchmark run after training (``play_episodes`` + ``summarize_record``): the ``eval:`` section."""
 
     enabled: bool = Field(True, description="run the benchmark after training")
@@ -50,23 +51,6 @@ class EvalConfig(Schema):
     curve_every: int = Field(0, ge=0, description="every N GRPO steps, Hits@10 on curve_targets targets (0: off)")
     curve_targets: int = Field(256, ge=1, description="benchmark targets of the monitoring curve")
     curve_rounds: int = Field(5, ge=1, description="the round whose Hits@10 the monitoring curve plots")
-
-    @field_validator("world")
-    @classmethod
-    def _world_exists(cls, world: str) -> str:
-        return check_name("world", world, world_names())
-
-    @field_validator("world_kwargs", mode="before")
-    @classmethod
-    def _none_is_empty(cls, kwargs: Any) -> Any:
-        return {} if kwargs is None else kwargs
-
-    @field_validator("world_kwargs")
-    @classmethod
-    def _world_args_exist(cls, kwargs: dict, info: ValidationInfo) -> dict:
-        if "world" in info.data:
-            check_world_args(info.data["world"], kwargs)
-        return kwargs
 
 
 class ModelSection(Schema):
