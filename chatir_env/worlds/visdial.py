@@ -50,7 +50,8 @@ PROTOCOL_CORPUS = 50_000
 
 class VisDialSetupError(FileNotFoundError):
     """Something the VisDial worlds need is not where they were told to look; the message says what
-    to download or build, and where to put it."""
+    to download or build, and where to put it.
+    """
 
 
 # --- the release files ----------------------------------------------------------------------------
@@ -99,7 +100,8 @@ def protocol_targets(records: dict[str, list[tuple[str, Dialog]]]) -> tuple[list
 
 def pool_question(question: str) -> str:
     """A recorded question as a pool offers it: control characters made spaces, stripped (the env
-    refuses control characters and strips questions)."""
+    refuses control characters and strips questions).
+    """
     return sanitize_question(question).strip()
 
 
@@ -201,13 +203,25 @@ def select_targets(targets: list[str], index: ImageIndex, num_targets: int | Non
     return targets
 
 
-def image_loader(image_root: str | os.PathLike | None, targets: Sequence[str], required: bool):
-    """``id -> PIL image`` under ``image_root`` (the folder holding ``unlabeled2017/``), checked."""
+def image_loader(image_root: str | os.PathLike | None, targets: Sequence[str], required: bool,
+                 holds: str = "unlabeled2017/", download: str = f"COCO unlabeled2017 ({COCO_UNLABELED_URL})"):
+    """``id -> PIL image`` under ``image_root``, checked: ``None`` when there is no root and none is required.
+
+    Args:
+        image_root: the folder the ids are relative to.
+        targets: ids that must exist under it when ``required``.
+        required: the answerer looks at the images (missing ones are an error naming the first).
+        holds: what the folder holds, for the message.
+        download: what to download and unzip there, for the message.
+
+    Raises:
+        VisDialSetupError: images are required but the root is missing or lacks some targets.
+    """
     if image_root is None:
         if required:
             raise VisDialSetupError(
-                f"the BLIP2 answerer looks at the target images: pass image_root=<folder holding unlabeled2017/> "
-                f"(COCO unlabeled2017: download {COCO_UNLABELED_URL} and unzip it there; see {GUIDE})"
+                f"the BLIP2 answerer looks at the target images: pass image_root=<folder holding {holds}> "
+                f"(download {download} and unzip it there; see {GUIDE})"
             )
         return None
     from ..answerers.blip2 import images_from_root
@@ -217,8 +231,7 @@ def image_loader(image_root: str | os.PathLike | None, targets: Sequence[str], r
     if missing and required:
         raise VisDialSetupError(
             f"{len(missing)} of the {len(targets)} target images are missing under {root}, e.g. {root / missing[0]}: "
-            f"download COCO unlabeled2017 ({COCO_UNLABELED_URL}) and unzip it into {root} so that "
-            f"{root / 'unlabeled2017'} holds the .jpg files (see {GUIDE})"
+            f"download {download} and unzip it into {root} so that it holds {holds} (see {GUIDE})"
         )
     return images_from_root(root)
 

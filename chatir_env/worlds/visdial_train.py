@@ -47,7 +47,7 @@ from ..data.visdial_train import COCO_2014_URLS, VISDIAL_DATA_PAGE, coco2014_in,
 from ..dialog import Dialog
 from ..index import ImageIndex
 from .base import World, register_world
-from .visdial import GUIDE, VisDialSetupError, make_blip2, make_retriever, pool_question
+from .visdial import GUIDE, VisDialSetupError, image_loader, make_blip2, make_retriever, pool_question
 
 ANSWER_SOURCES = ("store", "human", "blip2", "dont_know")
 LIVE_SOURCES = ("store", "blip2")
@@ -350,26 +350,6 @@ def _open_store(answer_store: Any, fingerprint: str | None, readonly: bool, answ
     return AnswerStore(answer_store, str(fingerprint), readonly=readonly)
 
 
-def _image_loader(image_root: Any, targets: Sequence[str], required: bool):
-    if image_root is None:
-        if required:
-            raise VisDialSetupError(
-                f"BLIP2 looks at the target images: pass image_root=<COCO 2014 root holding train2014/ and val2014/> "
-                f"(download {' and '.join(COCO_2014_URLS)} and unzip them there; see {GUIDE})"
-            )
-        return None
-    from ..answerers.blip2 import images_from_root
-
-    root = Path(image_root)
-    missing = [t for t in targets if not (root / t).is_file()]
-    if missing and required:
-        raise VisDialSetupError(
-            f"{len(missing)} of the {len(targets)} target images are missing under {root}, e.g. {root / missing[0]}: "
-            f"download {' and '.join(COCO_2014_URLS)} and unzip them into {root} (see {GUIDE})"
-        )
-    return images_from_root(root)
-
-
 # --- the worlds ------------------------------------------------------------------------------------
 
 
@@ -461,7 +441,8 @@ def _build(
     max_pool = max_pool or needed
 
     blip2 = None
-    images = _image_loader(image_root, targets, required=live and "blip2" in sources and answerer is None)
+    images = image_loader(image_root, targets, required=live and "blip2" in sources and answerer is None,
+                          holds="train2014/ and val2014/", download=" and ".join(COCO_2014_URLS))
     if "blip2" in sources:
         blip2 = (answerer if answerer is not None
                  else make_blip2(blip2_model, image_root, device, dtype, answer_batch_size, prompt))
