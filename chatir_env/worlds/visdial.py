@@ -49,8 +49,9 @@ PROTOCOL_CORPUS = 50_000
 
 
 class VisDialSetupError(FileNotFoundError):
-    """Something the VisDial worlds need is not where they were told to look; the message says what
-    to download or build, and where to put it.
+    """Something the VisDial worlds need is not where they were told to look.
+
+    The message says what to download or build, and where to put it.
     """
 
 
@@ -99,8 +100,9 @@ def protocol_targets(records: dict[str, list[tuple[str, Dialog]]]) -> tuple[list
 
 
 def pool_question(question: str) -> str:
-    """A recorded question as a pool offers it: control characters made spaces, stripped (the env
-    refuses control characters and strips questions).
+    """A recorded question as a pool offers it: control characters made spaces, stripped.
+
+    The env refuses control characters and strips questions, so a pool must offer them that way.
     """
     return sanitize_question(question).strip()
 
@@ -291,7 +293,8 @@ def build_visdial_world(
             directory or hub id; an import path: passed to its ``from_pretrained``.
         blip2_model: an HF BLIP2 directory (``Salesforce/blip2-flan-t5-xxl`` downloaded).
         image_root: the folder holding COCO's ``unlabeled2017/`` (the targets' images).
-        device, dtype: for both models (``None``: CUDA when available; ``float16`` on a GPU).
+        device: torch device of both models (``None``: CUDA when available).
+        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         answerer: a ready answerer instead of BLIP2 (then no BLIP2 weights are needed).
@@ -364,7 +367,8 @@ def build_visdial_replay_world(
         retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
             directory or hub id; an import path: passed to its ``from_pretrained``.
         image_root: the folder holding COCO's ``unlabeled2017/`` (optional: for viewing only).
-        device, dtype: for the retriever (``None``: CUDA when available; ``float16`` on a GPU).
+        device: torch device of the retriever (``None``: CUDA when available).
+        dtype: its dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         files: the recorded dialog files whose questions and answers are replayed, in priority order.

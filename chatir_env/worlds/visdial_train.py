@@ -513,8 +513,13 @@ def build_visdial_train_world(
     Args:
         train_file: ``visdial_1.0_train.json``.
         index: ``chatir index --visdial-train`` output over the COCO 2014 images, made by ``retriever``.
-        retriever, retriever_model, device, dtype, tokenizer, retriever_args: as
-            :func:`~chatir_env.worlds.visdial.build_visdial_world`.
+        retriever: ``"blip"`` (default), ``"clip"``, an import path ``module:Name``, or a retriever.
+        retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
+            directory; an import path: passed to its ``from_pretrained``.
+        device: torch device of the models (``None``: CUDA when available).
+        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
+        retriever_args: further keyword arguments of the retriever's loader.
         image_root: the COCO 2014 root (``train2014/``, ``val2014/``): BLIP2 looks at the targets.
         blip2_model: an HF BLIP2 directory (the benchmark's: ``Salesforce/blip2-flan-t5-xxl``).
         answer_store: an answer store path (or object): read first, BLIP2's answers written through.
@@ -578,8 +583,13 @@ def build_visdial_train_replay_world(
     Args:
         train_file: ``visdial_1.0_train.json``.
         index: ``chatir index --visdial-train`` output over the COCO 2014 images, made by ``retriever``.
-        retriever, retriever_model, device, dtype, tokenizer, retriever_args: as
-            :func:`~chatir_env.worlds.visdial.build_visdial_world`.
+        retriever: ``"blip"`` (default), ``"clip"``, an import path ``module:Name``, or a retriever.
+        retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
+            directory; an import path: passed to its ``from_pretrained``.
+        device: torch device of the models (``None``: CUDA when available).
+        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
+        retriever_args: further keyword arguments of the retriever's loader.
         answer_store: an answer store path (or object), opened read-only.
         store_fingerprint: the answerer fingerprint the store must carry (default: the one it was
             written under).
