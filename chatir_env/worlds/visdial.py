@@ -294,7 +294,8 @@ def build_visdial_world(
         blip2_model: an HF BLIP2 directory (``Salesforce/blip2-flan-t5-xxl`` downloaded).
         image_root: the folder holding COCO's ``unlabeled2017/`` (the targets' images).
         device: torch device of both models (``None``: CUDA when available).
-        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        dtype: their dtype (``None``: float32; ``float16`` halves GPU memory, and the index must then be
+            built at the same precision).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         answerer: a ready answerer instead of BLIP2 (then no BLIP2 weights are needed).
@@ -368,7 +369,8 @@ def build_visdial_replay_world(
             directory or hub id; an import path: passed to its ``from_pretrained``.
         image_root: the folder holding COCO's ``unlabeled2017/`` (optional: for viewing only).
         device: torch device of the retriever (``None``: CUDA when available).
-        dtype: its dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        dtype: its dtype (``None``: float32; ``float16`` halves GPU memory, and the index must then be
+            built at the same precision).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         files: the recorded dialog files whose questions and answers are replayed, in priority order.

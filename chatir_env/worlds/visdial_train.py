@@ -517,7 +517,8 @@ def build_visdial_train_world(
         retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
             directory; an import path: passed to its ``from_pretrained``.
         device: torch device of the models (``None``: CUDA when available).
-        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        dtype: their dtype (``None``: float32; ``float16`` halves GPU memory, and the index must then be
+            built at the same precision).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         image_root: the COCO 2014 root (``train2014/``, ``val2014/``): BLIP2 looks at the targets.
@@ -587,7 +588,8 @@ def build_visdial_train_replay_world(
         retriever_model: BLIP: ChatIR's ``chatir_weights.ckpt`` or an HF directory; CLIP: an HF
             directory; an import path: passed to its ``from_pretrained``.
         device: torch device of the models (``None``: CUDA when available).
-        dtype: their dtype (``None``: ``float16`` on a GPU, ``float32`` on the CPU).
+        dtype: their dtype (``None``: float32; ``float16`` halves GPU memory, and the index must then be
+            built at the same precision).
         tokenizer: the BERT tokenizer for an original BLIP checkpoint (default: the hub's).
         retriever_args: further keyword arguments of the retriever's loader.
         answer_store: an answer store path (or object), opened read-only.
