@@ -14,9 +14,9 @@ import time
 
 import gymnasium as gym
 import torch
+from _results import save
 
 import chatir_env  # noqa: F401
-from _results import save
 from chatir_env.worlds.shapes_language import POOL_TEXTS
 
 ENV_IDS = {"shapes": "ChatIR/Shapes-v0", "shapes_oracle": "ChatIR/ShapesOracle-v0"}
@@ -66,7 +66,8 @@ def main() -> None:
     figures = {}
     for world in args.world or sorted(ENV_IDS):
         vector_sps, single_sps = bench(world, args.num_envs, args.episodes)
-        print(f"{ENV_IDS[world]:<24} vector env {vector_sps:8.1f} steps/s   {args.num_envs} single envs {single_sps:8.1f} steps/s"
+        print(f"{ENV_IDS[world]:<24} vector env {vector_sps:8.1f} steps/s   "
+              f"{args.num_envs} single envs {single_sps:8.1f} steps/s"
               f"   ratio {vector_sps / single_sps:5.1f}x")
         figures[ENV_IDS[world]] = {"vector_env_steps_per_s": round(vector_sps, 1),
                                    "single_envs_steps_per_s": round(single_sps, 1), "ratio": round(vector_sps / single_sps, 2)}

@@ -33,8 +33,10 @@ from chatir_env.metrics import hits_at_k  # noqa: E402
 
 
 def eval_data(corpus_size: int, dim: int, num_targets: int, rounds: int, seed: int):
-    """A unit-vector corpus, random targets, and per round a query per target that is a noisy copy
-    of its target's vector, less noisy every round (so Hits@10 is neither 0 nor 100)."""
+    """A unit-vector corpus, random targets, and per round a noisy query per target.
+
+    Each query is a noisy copy of its target's vector, less noisy every round (so Hits@10 is neither 0 nor 100).
+    """
     g = torch.Generator().manual_seed(seed)
     corpus = torch.nn.functional.normalize(torch.randn(corpus_size, dim, generator=g), dim=1)
     targets = torch.randperm(corpus_size, generator=g)[:num_targets]

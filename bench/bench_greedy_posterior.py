@@ -140,7 +140,8 @@ def main() -> int:
     parser.add_argument("--num-targets", type=int, help="only the first n benchmark targets (a quick look; default all)")
     parser.add_argument("--fit-temperature", action="store_true", help="fit the softmax temperature on training-split dialogs")
     parser.add_argument("--fit-targets", type=int, default=512, help="training-split targets of the fit (at most 512)")
-    parser.add_argument("--fit-corpus", type=int, default=50_000, help="training-split corpus size (the benchmark's is 50,000)")
+    parser.add_argument("--fit-corpus", type=int, default=50_000,
+                        help="training-split corpus size (the benchmark's is 50,000)")
     args = parser.parse_args()
 
     if args.fit_temperature:

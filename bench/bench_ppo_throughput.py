@@ -1,5 +1,6 @@
-"""PPO training throughput on Shapes: MaskablePPO on the batched ``PooledVecEnv`` vs on SB3's
-``DummyVecEnv`` of N ``PooledChatIREnv``s (the same episodes, one at a time). Env steps per second
+"""PPO training throughput on Shapes: MaskablePPO on the batched ``PooledVecEnv`` vs on SB3's ``DummyVecEnv``.
+
+The ``DummyVecEnv`` holds N ``PooledChatIREnv``s (the same episodes, one at a time). Env steps per second
 of ``learn()`` (rollouts and updates), both measured in one run.
 
     .venv/bin/python bench/bench_ppo_throughput.py --world shapes_oracle --num-envs 64 --rollouts 3
@@ -12,6 +13,7 @@ import time
 
 import gymnasium as gym
 import torch
+from _results import save
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -19,8 +21,6 @@ import chatir_env  # noqa: F401
 from chatir_env.pooled import PooledChatIREnv
 from chatir_env.sb3_vec_env import PooledVecEnv
 from chatir_env.worlds import build_world
-
-from _results import save
 
 ENV_IDS = {"shapes": "ChatIR/Shapes-v0", "shapes_oracle": "ChatIR/ShapesOracle-v0"}
 

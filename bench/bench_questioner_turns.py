@@ -1,4 +1,4 @@
-"""Eval throughput of the candidate-reading questioners: turns per second of ``play_episodes``.
+r"""Eval throughput of the candidate-reading questioners: turns per second of ``play_episodes``.
 
 Runs ``greedy_info_gain`` and ``policy`` (the shipped PPO policy of each world) through the eval runner
 on a seeded random subset of the Shapes benchmark targets, in both Shapes worlds, and records turns/s
@@ -11,7 +11,8 @@ same load; turns/s is each tree's best run, and the run fails unless both give i
 
     nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --out bench/results/questioner_turns.json
     nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --compare bench/results/questioner_turns_before.json
-    nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --baseline e18d264 --out bench/results/questioner_turns_paired.json
+    nice -n 10 .venv/bin/python bench/bench_questioner_turns.py --baseline e18d264 \
+        --out bench/results/questioner_turns_paired.json
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _source_tree import ROOT, use_source_tree
 
 use_source_tree()
 
 from chatir_env.agents import make_questioner  # noqa: E402
-from chatir_env.metrics import hits_at_k  # noqa: E402
 from chatir_env.eval.runner import play_episodes  # noqa: E402
+from chatir_env.metrics import hits_at_k  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
 
 POLICIES = {"shapes": "agents/policies/ppo_shapes.pt", "shapes_oracle": "agents/policies/ppo_shapes_oracle.pt"}
@@ -154,12 +154,14 @@ def main() -> int:
         "results": results,
     }
     if args.baseline:
-        out["baseline"] = subprocess.run(["git", "rev-parse", args.baseline], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        out["baseline"] = subprocess.run(["git", "rev-parse", args.baseline], cwd=ROOT, capture_output=True,
+                                         text=True).stdout.strip()
     if args.compare:
         old = json.loads(args.compare.read_text())["results"]
         changed = [key for key, row in results.items() if key in old and old[key]["ranks_sha256"] != row["ranks_sha256"]]
         out["compared_with"] = {"file": str(args.compare.relative_to(ROOT) if args.compare.is_absolute() else args.compare),
-                                "speedup": {k: row["turns_per_s"] / old[k]["turns_per_s"] for k, row in results.items() if k in old},
+                                "speedup": {k: row["turns_per_s"] / old[k]["turns_per_s"]
+                                            for k, row in results.items() if k in old},
                                 "identical_ranks": not changed}
         for key, ratio in out["compared_with"]["speedup"].items():
             print(f"{key}: {ratio:.2f}x the turns/s of {args.compare.name}")

@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import torch
-
 from _results import save
 from _source_tree import use_source_tree
 
@@ -143,8 +142,9 @@ def main() -> None:
     subsets = {"full": full, f"first_{args.subset}": first, f"random_{args.subset}_seed0": sampled,
                "full_figure_inside_random_subset_interval": inside,
                "random_subset_figure_inside_full_interval": full["ci95"][0] <= sampled["hits@10_round0"] <= full["ci95"][1]}
-    print(f"caption-only R0: full {full['hits@10_round0']:.1f} {full['ci95']}; first {args.subset} {first['hits@10_round0']:.1f} "
-          f"{first['ci95']}; random {args.subset} {sampled['hits@10_round0']:.1f} {sampled['ci95']} (full inside: {inside})")
+    print(f"caption-only R0: full {full['hits@10_round0']:.1f} {full['ci95']}; "
+          f"first {args.subset} {first['hits@10_round0']:.1f} {first['ci95']}; "
+          f"random {args.subset} {sampled['hits@10_round0']:.1f} {sampled['ci95']} (full inside: {inside})")
     verdict = max(r["max_abs_difference"] for r in rows.values())
     save(args.out, {"world": "shapes_oracle", "corpus_size": len(world.index), "targets": len(targets),
                     "draws": args.draws, "rows": rows, "largest_row_difference_points": verdict,

@@ -71,9 +71,11 @@ def write_data(folder: Path, seed: int = 0) -> dict:
     names = [f"train2014/COCO_train2014_{i:012d}.jpg" for i in range(1, DIALOGS + 1)]
     digest = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
     vectors = torch.nn.functional.normalize(torch.randn(DIALOGS, DIM, generator=torch.Generator().manual_seed(seed)), dim=1)
-    ImageIndex(vectors, names, RandomRetriever.fingerprint, {"content_sha256": [digest(n) for n in names]}).save(folder / "train")
+    ImageIndex(vectors, names, RandomRetriever.fingerprint,
+               {"content_sha256": [digest(n) for n in names]}).save(folder / "train")
     bench = [f"unlabeled2017/{i:012d}.jpg" for i in range(50_000)]
-    ImageIndex(torch.zeros(50_000, 1), bench, "other", {"content_sha256": [digest("b" + n) for n in bench]}).save(folder / "bench")
+    ImageIndex(torch.zeros(50_000, 1), bench, "other",
+               {"content_sha256": [digest("b" + n) for n in bench]}).save(folder / "bench")
     return {"train_file": str(train_file), "train_file_mb": round(train_file.stat().st_size / 1e6, 1)}
 
 
@@ -112,9 +114,12 @@ def main() -> None:
             venv.step(np.array([rng.choice(np.flatnonzero(m)) for m in venv.action_masks()]))
             steps += args.num_envs
         figures["pooled_env_steps_per_s"] = round(steps / (time.perf_counter() - t0), 1)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
     result = {"command": "python bench/bench_visdial_train_world.py" + (f" --out {args.out}" if args.out else ""),
-              "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch threads {args.threads}",
+              "commit": commit,
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
+                         f"torch threads {args.threads}",
               "num_envs": args.num_envs, "corpus": DIALOGS, "dim": DIM, "figures": figures}
     result["figures"].pop("train_file")
     print(json.dumps(result, indent=2))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -58,7 +59,6 @@ if str(ROOT / "bench") not in sys.path:  # bench/ is not a package: its modules 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _source_tree import use_source_tree  # noqa: E402
 
 use_source_tree()
@@ -154,7 +154,8 @@ def check_retrievers(device: torch.device, sizes: dict, checks: Checks, seed: in
     bert, clip_tok = bert_tokenizer(), clip_tokenizer()
     makers = {
         "blip": lambda dtype: BlipDialogRetriever(tiny_blip(seed=seed), bert, device=device, dtype=dtype, batch_size=64),
-        "clip": lambda dtype: ClipRetriever(tiny_clip(clip_tok, seed=seed), clip_tok, device=device, dtype=dtype, batch_size=64),
+        "clip": lambda dtype: ClipRetriever(tiny_clip(clip_tok, seed=seed), clip_tok, device=device, dtype=dtype,
+                                            batch_size=64),
     }
     out: dict = {"items": n}
     for name, make in makers.items():
@@ -167,8 +168,8 @@ def check_retrievers(device: torch.device, sizes: dict, checks: Checks, seed: in
             param = next(retriever.model.parameters())
             retriever.encode_images(images[:2])  # warm-up (kernels, allocator)
             retriever.encode_dialogs(dialogs[:2])
-            img, img_s = timed(lambda: retriever.encode_images(images), device)
-            txt, txt_s = timed(lambda: retriever.encode_dialogs(dialogs), device)
+            img, img_s = timed(functools.partial(retriever.encode_images, images), device)
+            txt, txt_s = timed(functools.partial(retriever.encode_dialogs, dialogs), device)
             feats[dtype] = (img, txt)
             section[dtype] = {
                 "dtype_effective": str(retriever.dtype).removeprefix("torch."),
@@ -271,7 +272,8 @@ def check_blip2(device: torch.device, sizes: dict, checks: Checks, seed: int) ->
         # The same model in float32 on the same device: tells a float16 rounding flip from a batching bug.
         del answerer
         model32, processor32 = tiny_blip2("opt", seed=seed)
-        answerer32 = Blip2Answerer(model32, processor32, pictures.__getitem__, device=device, dtype="float32", batch_size=batch)
+        answerer32 = Blip2Answerer(model32, processor32, pictures.__getitem__, device=device, dtype="float32",
+                                   batch_size=batch)
         batched32 = answerer32.answer(targets, None, questions)
         answerer32.batch_size = 1
         single32 = answerer32.answer(targets, None, questions)
@@ -304,10 +306,10 @@ def differences_are_near_ties(ranks_a, ranks_b, queries, corpus, targets) -> tup
 
 
 def check_index(device: torch.device, sizes: dict, checks: Checks, seed: int) -> dict:
+    from bench_eval_dialogs import argsort_ranks, eval_data
+
     from chatir_env.index import ImageIndex
     from chatir_env.metrics import hits_at_k, target_ranks
-
-    from bench_eval_dialogs import argsort_ranks, eval_data
     n, d, q, rounds, repeats = sizes["corpus"], sizes["dim"], sizes["targets"], sizes["rounds"], sizes["gpu_repeats"]
     log(f"index: corpus {n} x {d}, {q} targets x {rounds + 1} rounds on {device}")
     corpus_cpu, targets_cpu, queries_cpu = eval_data(n, d, q, rounds, seed)
@@ -430,7 +432,8 @@ def check_env(device: torch.device, sizes: dict, checks: Checks, seed: int) -> d
             out[device.type] = _env_steps_per_s(device, sizes, str(weights))
             checks.add(f"env: index on {device.type}", out[device.type]["index_device"].startswith(device.type),
                        out[device.type]["index_device"])
-            log(f"  {out[device.type]['env_steps_per_s']:.0f} env steps/s (world built in {out[device.type]['world_build_s']:.1f} s)")
+            env_figures = out[device.type]
+            log(f"  {env_figures['env_steps_per_s']:.0f} env steps/s (world built in {env_figures['world_build_s']:.1f} s)")
             if device.type != "cpu":
                 log(f"env: the same on cpu ({torch.get_num_threads()} threads)")
                 out["cpu"] = _env_steps_per_s(torch.device("cpu"), sizes, str(weights))

@@ -1,11 +1,12 @@
-"""The PPO seed study's evaluation: every seed's policy on the 2,064 benchmark targets, aggregated over
-seeds x targets as rliable does (``chatir_env.eval.seed_stats``).
+r"""The PPO seed study's evaluation: every seed's policy on the 2,064 benchmark targets.
+
+Figures are aggregated over seeds x targets as rliable does (``chatir_env.eval.seed_stats``).
 
 Hits@10 at rounds 5 and 10 is the mean of 0/100 per-target hits over seeds x targets; the per-target
 log-rank integral (the quantity BRI averages) is reported as an IQM. Both with stratified bootstrap 95%
 intervals (targets resampled within each seed). Per-seed figures are kept too.
 
-    .venv/bin/python bench/ppo_seeds_eval.py --world shapes_oracle --policy 0=agents/policies/ppo_shapes_oracle.pt \\
+    .venv/bin/python bench/ppo_seeds_eval.py --world shapes_oracle --policy 0=agents/policies/ppo_shapes_oracle.pt \
         --policy 1=runs/ppo_seeds/shapes_oracle-seed1/best_policy.pt --policy 2=...
 
 ``bash bench/ppo_seeds.sh`` trains seeds 1 and 2 and calls this for both worlds (bench/results/ppo_seeds_<world>.json).
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _results import save
 from _source_tree import use_source_tree
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from _results import save
 from _source_tree import use_source_tree
 

@@ -130,7 +130,8 @@ class BenchmarkConfig(Schema):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="benchmark YAML (a path, or a packaged config name such as shapes_demo)")
     parser.add_argument("--out-dir", help="override the config's out_dir")
-    parser.add_argument("--num-targets", type=int, help="override num_targets: a seeded random sample (e.g. a quick look with 200)")
+    parser.add_argument("--num-targets", type=int,
+                        help="override num_targets: a seeded random sample (e.g. a quick look with 200)")
     parser.add_argument("--target-seed", type=int, help="override target_seed, the seed of the --num-targets sample")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     parser.add_argument("--fields", action="store_true",
@@ -233,8 +234,10 @@ def run_benchmark(config: dict, bootstrap: int = 1000, progress: bool = True) ->
                 if not isinstance(err, ConfigError):  # a config mistake is its message; a crash needs its trace
                     traceback.print_exc()
             # The figures after every run, so an interrupted benchmark keeps what it finished; the plot once, at the end.
-            write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples, "failures": failures}, plot=False)
-    write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples, "failures": failures}, title=cfg.name)
+            write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples,
+                                          "failures": failures}, plot=False)
+    write_results(out_dir, rows, {**recorded, "world_configs": world_configs, "target_samples": samples, "failures": failures},
+                  title=cfg.name)
     print()
     print(format_table(rows))
     print(f"\nwrote {out_dir}/results.json, hits_at_10.csv, hits_at_10.png")

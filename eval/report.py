@@ -37,7 +37,8 @@ def format_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] | N
     n_rounds = next(iter(rows.values()))["rounds"]
     rounds = rounds or tuple(range(n_rounds + 1))
     name_w = max(12, *(len(n) for n in rows))
-    head = f"{'run':<{name_w}} " + " ".join(f"{'R' + str(r):>5}" for r in rounds) + f" {'BRI':>6} {'mean r':>8} {'med r':>6} {'rep%':>5}"
+    head = (f"{'run':<{name_w}} " + " ".join(f"{'R' + str(r):>5}" for r in rounds)
+            + f" {'BRI':>6} {'mean r':>8} {'med r':>6} {'rep%':>5}")
     lines = [f"Hits@{k} (%) per round, ChatIR cumulative protocol", head, "-" * len(head)]
     for name, s in rows.items():
         hits = s[f"hits@{k}"]
@@ -56,17 +57,20 @@ def format_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] | N
 
 
 def markdown_table(rows: dict[str, dict], k: int = 10, rounds: tuple[int, ...] = (0, 1, 2, 3, 5, 10)) -> str:
-    """Cumulative Hits@k at selected rounds with 95% intervals, the last round's non-cumulative Hits@k,
-    BRI and final mean rank, as a Markdown table."""
+    """A Markdown table of cumulative Hits@k at selected rounds with 95% intervals.
+
+    Further columns: the last round's non-cumulative Hits@k, BRI and final mean rank.
+    """
     n_rounds = next(iter(rows.values()))["rounds"] if rows else 0
     rounds = tuple(r for r in rounds if r <= n_rounds)
-    head = "| run | " + " | ".join(f"R{r}" for r in rounds) + f" | per-round R{n_rounds} | BRI | mean rank R{n_rounds} | repeats % |"
+    head = ("| run | " + " | ".join(f"R{r}" for r in rounds)
+            + f" | per-round R{n_rounds} | BRI | mean rank R{n_rounds} | repeats % |")
     lines = [head, "|" + " --- |" * (len(rounds) + 5)]
     for name, s in rows.items():
         lo, hi = s[f"hits@{k}_ci95"]
         cells = " | ".join(f"{s[f'hits@{k}'][r]:.1f} [{lo[r]:.1f}, {hi[r]:.1f}]" for r in rounds)
-        lines.append(f"| {name} | {cells} | {s[f'per_round_hits@{k}'][-1]:.1f} | {s.get('bri', float('nan')):.3f} | {s['mean_rank'][-1]:.1f} | "
-                     f"{s.get('repeated_question_rate', 0.0):.1f} |")
+        lines.append(f"| {name} | {cells} | {s[f'per_round_hits@{k}'][-1]:.1f} | {s.get('bri', float('nan')):.3f} | "
+                     f"{s['mean_rank'][-1]:.1f} | {s.get('repeated_question_rate', 0.0):.1f} |")
     return "\n".join(lines)
 
 
@@ -82,7 +86,8 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
     atomic_write_text(paths["json"], json.dumps({"config": config, "results": rows}, indent=2, default=_jsonable))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["run", "round", f"hits@{k}", "ci95_low", "ci95_high", f"per_round_hits@{k}", "mean_rank", "median_rank", "bri"])
+    writer.writerow(["run", "round", f"hits@{k}", "ci95_low", "ci95_high", f"per_round_hits@{k}", "mean_rank", "median_rank",
+                     "bri"])
     for name, s in rows.items():
         lo, hi = s[f"hits@{k}_ci95"]
         for r in range(s["rounds"] + 1):
@@ -91,7 +96,8 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
                              f"{s.get('bri', float('nan')):.4f}"])
     atomic_write_text(paths["csv"], buf.getvalue())
     if rows:
-        atomic_write_text(paths["md"], f"Hits@{k} (%) with 95% bootstrap intervals over targets\n\n" + markdown_table(rows, k) + "\n")
+        atomic_write_text(paths["md"],
+                          f"Hits@{k} (%) with 95% bootstrap intervals over targets\n\n" + markdown_table(rows, k) + "\n")
     if plot:
         plot_hits(rows, paths["png"], k, title)
     return paths

@@ -40,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="short name or package.module:Class (repeatable); default: " + ", ".join(DEFAULT_QUESTIONERS))
     parser.add_argument("--questioner-arg", dest="questioners", action=_QuestionerAction, metavar="KEY=VALUE",
                         help="a keyword argument of the --questioner before it (repeatable), e.g. seed=1")
-    parser.add_argument("--num-targets", type=int, help="a seeded random sample of n benchmark targets (recorded in results.json)")
+    parser.add_argument("--num-targets", type=int,
+                        help="a seeded random sample of n benchmark targets (recorded in results.json)")
     parser.add_argument("--target-seed", type=int, default=0, help="the seed of the --num-targets sample")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--out", default="runs/eval", help="output folder")

@@ -1,6 +1,7 @@
-"""Results over training seeds, as rliable reports them (Agarwal et al., "Deep Reinforcement Learning at
-the Edge of the Statistical Precipice", NeurIPS 2021): the interquartile mean (IQM) of all seed x target
-scores, with a percentile interval from a stratified bootstrap.
+"""Results over training seeds, as rliable reports them: IQM with a stratified-bootstrap interval.
+
+rliable is Agarwal et al., "Deep Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021:
+the interquartile mean (IQM) of all seed x target scores, with a percentile interval from a stratified bootstrap.
 
 IQM suits continuous per-target scores (a target's log-rank integral, its final rank). For a 0/100 hit
 per target the trimmed mean is no Hits@10 (with 70% hits the middle half holds 90% hits), so Hits@10

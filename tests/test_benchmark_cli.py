@@ -30,7 +30,7 @@ def test_benchmark_writes_json_csv_png_with_intervals(tmp_path):
     # Four informative questions on the exact world must find more targets than the caption alone.
     assert template["hits@10"][4] > caption["hits@10"][4] + 10
     lo, hi = template["hits@10_ci95"]
-    assert all(l <= h for l, h in zip(lo, hi))
+    assert all(low <= high for low, high in zip(lo, hi))
     assert results["config"]["name"] == "t"  # the run records its config next to its results
     rows = list(csv.DictReader((out / "hits_at_10.csv").open()))
     assert len(rows) == 2 * 5 and rows[0]["run"] == "exact/caption"
@@ -45,8 +45,8 @@ def test_num_targets_is_a_seeded_random_sample_recorded_in_results(tmp_path):
 
     from chatir_env.worlds import build_world
 
-    assert run_benchmark(small_config(tmp_path, questioners=[{"name": "caption", "questioner": "caption_only"}], target_seed=3),
-                         bootstrap=10, progress=False) == 0
+    caption_only = [{"name": "caption", "questioner": "caption_only"}]
+    assert run_benchmark(small_config(tmp_path, questioners=caption_only, target_seed=3), bootstrap=10, progress=False) == 0
     sample = json.loads((tmp_path / "out" / "results.json").read_text())["config"]["target_samples"]["exact"]
     world_targets = build_world("shapes_oracle", split="benchmark", corpus_size=2000, num_targets=100).targets
     # 40 of the world's 100 targets drawn without replacement by a seed-3 generator, kept in corpus order

@@ -75,7 +75,8 @@ def test_an_unknown_top_level_key_is_named_with_the_allowed_ones():
     config = demo()
     config["bogus_key"] = 1
     assert error_of(BenchmarkConfig, config) == (
-        "configs/x.yaml: bogus_key: unknown key; allowed: name, max_rounds, num_targets, target_seed, worlds, questioners, out_dir")
+        "configs/x.yaml: bogus_key: unknown key; "
+        "allowed: name, max_rounds, num_targets, target_seed, worlds, questioners, out_dir")
 
 
 def test_nested_unknown_keys_are_named_with_their_path():

@@ -12,6 +12,7 @@ from chatir_env.core import InvalidQuestionError
 from chatir_env.index import ImageIndex, IndexMismatchError, UnknownTargetError
 from chatir_env.spaces import observation_dialog
 from chatir_env.worlds.base import World
+
 from conftest import SMALL
 
 QUESTIONS = ["how many objects are there?", "what is in the center?", "is there a red circle?", "where is the star?"]

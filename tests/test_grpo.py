@@ -151,7 +151,8 @@ def test_rollout_penalises_empty_and_non_questions_without_crashing(world, tok, 
     ]
 
     def fake_generate(model, tokenizer, contexts, *args, **kwargs):
-        return [list(script[i % len(script)]) for i in range(len(contexts))], [[-0.5] * len(script[i % len(script)]) for i in range(len(contexts))]
+        turns = [list(script[i % len(script)]) for i in range(len(contexts))]
+        return turns, [[-0.5] * len(t) for t in turns]
 
     monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
     env = EnvConfig(max_rounds=2, invalid_question_penalty=0.75)

@@ -147,7 +147,8 @@ def test_interrupted_indexing_resumes_without_loss_or_duplicates(image_dir, tmp_
 def test_resume_refuses_shards_from_another_model(image_dir, tmp_path):
     out = tmp_path / "mixed"
     with pytest.raises(KeyboardInterrupt):
-        build_index(CrashingRetriever(crash_after=4, seed=0), _corpus(image_dir), out, batch_size=4, shard_size=4, progress=False)
+        build_index(CrashingRetriever(crash_after=4, seed=0), _corpus(image_dir), out, batch_size=4, shard_size=4,
+                    progress=False)
     other = TinyImageRetriever(seed=7)
     with pytest.raises(IndexMismatchError) as err:
         build_index(other, _corpus(image_dir), out, batch_size=4, shard_size=4, progress=False)
@@ -172,7 +173,8 @@ def test_second_writer_is_locked_out(image_dir, tmp_path):
     out.parent.mkdir(exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)",
+         "import sys, time, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); time.sleep(60)",
          str(lock_path)],
         stdout=subprocess.PIPE, text=True,
     )
@@ -232,7 +234,9 @@ def test_index_and_eval_dialogs_commands(image_dir, tmp_path, capsys):
     positions = [index.ids.index(e["img"]) for e in entries]
     expected_ranks = []
     for t in range(11):
-        dialogs = [Dialog(e["dialog"][0], tuple((s.rsplit("? ", 1)[0] + "?", s.rsplit("? ", 1)[1]) for s in e["dialog"][1 : t + 1])) for e in entries]
+        dialogs = [Dialog(e["dialog"][0], tuple((s.rsplit("? ", 1)[0] + "?", s.rsplit("? ", 1)[1])
+                                                for s in e["dialog"][1 : t + 1]))
+                   for e in entries]
         order = torch.argsort(retriever.encode_dialogs(dialogs) @ index.embeddings.T, dim=1, descending=True, stable=True)
         expected_ranks.append([int((order[q] == p).nonzero()) for q, p in enumerate(positions)])
         assert ranks[t].tolist() == expected_ranks[t], t
@@ -241,7 +245,8 @@ def test_index_and_eval_dialogs_commands(image_dir, tmp_path, capsys):
     assert len((results / "summary.csv").read_text().splitlines()) == 12
     # Cumulative Hits@10: a target counts from the first round it ranked in the top 10.
     first_hit = [next((t for t in range(11) if expected_ranks[t][q] < 10), 11) for q in range(len(entries))]
-    assert payload["summary"]["hits@10"] == pytest.approx([100 * sum(f <= t for f in first_hit) / len(entries) for t in range(11)])
+    expected_hits = [100 * sum(f <= t for f in first_hit) / len(entries) for t in range(11)]
+    assert payload["summary"]["hits@10"] == pytest.approx(expected_hits)
 
     # A target the index does not hold (e.g. a skipped image): the error names file and entry.
     entries.append({"img": "corrupt.jpg", "dialog": ["a caption", "is it? no"]})

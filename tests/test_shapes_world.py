@@ -6,7 +6,15 @@ import torch
 
 from chatir_env.dialog import Dialog
 from chatir_env.worlds.shapes_language import (
-    ANSWERS, POOL_TEXTS, QUESTION_POOL, answer_table, caption_facts, caption_text, captions, parse_caption, parse_question,
+    ANSWERS,
+    POOL_TEXTS,
+    QUESTION_POOL,
+    answer_table,
+    caption_facts,
+    caption_text,
+    captions,
+    parse_caption,
+    parse_question,
 )
 from chatir_env.worlds.shapes_oracle import ShapesOracle
 from chatir_env.worlds.shapes_retrievers import ShapesExactRetriever
@@ -78,7 +86,6 @@ def test_answer_noise_rate_and_determinism():
 
 def test_captions_are_true_partial_and_parse_back():
     scenes = sample_scenes(5_000, 4)
-    table = answer_table(scenes)
     for i in range(len(scenes)):
         facts = caption_facts(scenes, i, 9)
         assert parse_caption(caption_text(facts)) == facts

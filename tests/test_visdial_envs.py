@@ -10,7 +10,6 @@ random BLIP2. Nothing here measures retrieval quality.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,15 +20,16 @@ import torch
 pytest.importorskip("transformers")
 
 from chatir_env.answerers.blip2 import Blip2Answerer  # noqa: E402
+from chatir_env.answerers.replay import ReplayAnswerer  # noqa: E402
 from chatir_env.cli import main as cli_main  # noqa: E402
-from chatir_env.target_sample import sample_targets  # noqa: E402
-from chatir_env.data.chatir_files import DIALOG_FILES, SEARCH_SPACE_FILE, load_dialog_file, question_key, split_turn  # noqa: E402
+from chatir_env.data.chatir_files import SEARCH_SPACE_FILE, load_dialog_file, question_key, split_turn  # noqa: E402
 from chatir_env.dialog import Dialog  # noqa: E402
 from chatir_env.pooled import PooledChatIREnv  # noqa: E402
 from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
+from chatir_env.target_sample import sample_targets  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
-from chatir_env.answerers.replay import ReplayAnswerer  # noqa: E402
 from chatir_env.worlds.visdial import VisDialSetupError, pool_question  # noqa: E402
+
 from test_hf_models import bert_tokenizer, noise_images, tiny_blip, tiny_blip2  # noqa: E402
 
 torch.set_num_threads(1)  # test_hf_models sets 2; this box is shared
@@ -40,7 +40,6 @@ OTHERS = 160
 
 
 from conftest import CHATIR_DATA as DATA  # noqa: E402
-from conftest import needs_chatir_data as pytestmark  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from transformers import BertTokenizer  # noqa: E402
 
 from chatir_env.cli import main as cli_main  # noqa: E402
 from chatir_env.config import ConfigError  # noqa: E402
-from chatir_env.data.chatir_files import DIALOG_FILES, SEARCH_SPACE_FILE  # noqa: E402
 from chatir_env.dialog import Dialog  # noqa: E402
 from chatir_env.retrievers.blip import BlipDialogRetriever  # noqa: E402
 from chatir_env.train.retriever import contrastive_loss, train_retriever  # noqa: E402
@@ -35,6 +33,7 @@ from chatir_env.train.visdial_retriever import (  # noqa: E402
     coco2014_image_id,
     query_text,
 )
+
 from test_hf_models import noise_images, tiny_blip  # noqa: E402
 
 torch.set_num_threads(1)
@@ -159,7 +158,8 @@ def test_loss_goes_down_on_a_fixed_batch(setup, tmp_path):
     run.model.eval()
     start = batch_loss(run.model, rows, full)
     run.cfg.eval_every = 1000
-    train_retriever(run.model, lambda step: (rows, full), run.cfg, trainable=lambda m: [p for p in m.parameters() if p.requires_grad])
+    train_retriever(run.model, lambda step: (rows, full), run.cfg,
+                    trainable=lambda m: [p for p in m.parameters() if p.requires_grad])
     assert batch_loss(run.model, rows, full) < start
     # the frozen side did not move: no gradient reached the vision tower
     assert all(not p.requires_grad for p in run.retriever.model.vision_model.parameters())

@@ -116,8 +116,10 @@ def run_warm_start(model_cfg: ModelSection | dict, where: str) -> None:
 
 
 class _CurveCallback:
-    """Every ``curve_every`` steps: Hits@10 of the current policy on a few benchmark targets (monitoring
-    only; no checkpoint is selected by it)."""
+    """Every ``curve_every`` steps: Hits@10 of the current policy on a few benchmark targets.
+
+    Monitoring only; no checkpoint is selected by it.
+    """
 
     def __new__(cls, *args, **kwargs):
         from transformers import TrainerCallback
@@ -230,7 +232,8 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
         from ..eval.report import write_results
 
         record = run_record(cfg, config, command)
-        write_results(out / "benchmark", {k: {kk: vv for kk, vv in v.items() if kk != "example_dialogs"} for k, v in rows.items()},
+        without_examples = {k: {kk: vv for kk, vv in v.items() if kk != "example_dialogs"} for k, v in rows.items()}
+        write_results(out / "benchmark", without_examples,
                       record, title="Shapes oracle: LM questioner, SFT vs GRPO")
         _write_json(out / "results.json", {"config": record, "train_seconds": train_seconds,
                                            "total_seconds": time.time() - t_start, "steps": trainer.state.global_step,

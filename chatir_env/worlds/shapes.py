@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 from safetensors.torch import load_file
 
 from ..index import ImageIndex
