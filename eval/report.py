@@ -10,14 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, atomic_write_text
 from ..metrics import summarize
 from .runner import EpisodeRecord
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def summarize_record(record: EpisodeRecord, k: int = 10, bootstrap_samples: int = 1000) -> dict[str, Any]:
@@ -83,6 +78,7 @@ def write_results(out_dir: str | Path, rows: dict[str, dict], config: dict, k: i
     out = Path(out_dir)
     paths = {"json": out / "results.json", "csv": out / f"hits_at_{k}.csv", "png": out / f"hits_at_{k}.png",
              "md": out / "results.md"}
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths["json"], json.dumps({"config": config, "results": rows}, indent=2, default=_jsonable))
     buf = io.StringIO()
     writer = csv.writer(buf)
