@@ -267,15 +267,21 @@ def validate(schema: type[M], values: dict | None, where: str | None = None) -> 
 
 
 def import_object(spec: str) -> Any:
-    """``package.module:Name`` -> the object."""
+    """``package.module:Name`` (or ``package.module:Class.attr``) -> the object.
+
+    Raises:
+        ConfigError: ``spec`` is not an import path, the module does not import, or it lacks the name.
+    """
     module_name, _, attr = spec.partition(":")
-    if not attr:
+    if not module_name or not attr:
         raise ConfigError(f"import path {spec!r} must look like 'package.module:Name'")
     try:
-        module = importlib.import_module(module_name)
+        obj = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(f"cannot import module {module_name!r} from {spec!r}: {err}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"module {module_name!r} has no attribute {attr!r} (from {spec!r})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"module {module_name!r} has no attribute {attr!r} (from {spec!r})") from None
+    return obj

@@ -91,21 +91,12 @@ class AnswererSpec:
 
 
 def _import_attribute(path: str):
-    import importlib
+    from ..config import ConfigError, import_object
 
-    module_name, sep, attr = path.partition(":")
-    if not sep or not attr:
-        raise ValueError(f"--answerer must be an import path package.module:function, got {path!r}")
     try:
-        obj = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"--answerer {path!r}: cannot import {module_name} ({err})") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"--answerer {path!r}: {module_name} has no attribute {attr!r}") from None
-    return obj
+        return import_object(path)
+    except ConfigError as err:
+        raise ValueError(f"--answerer: {err}") from None
 
 
 def answerer_fingerprint(answerer: Any) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ..config import ConfigError, import_object
 
 NAMED_RETRIEVERS = {
     "blip": "chatir_env.retrievers.blip:BlipDialogRetriever",
@@ -14,20 +15,14 @@ NAMED_RETRIEVERS = {
 def load_retriever(spec: str, *, model: str | None = None, device: str | None = None, **kwargs: Any):
     """Build a retriever from a name (``blip``, ``clip``) or an import path ``module:attr``."""
     target = NAMED_RETRIEVERS.get(spec, spec)
-    module_name, sep, attr = target.partition(":")
-    if not sep or not attr:
+    if ":" not in target:
         raise ValueError(
             f"retriever {spec!r} is neither a known name ({', '.join(NAMED_RETRIEVERS)}) nor an import path module:attr"
         )
     try:
-        obj = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"retriever {spec!r}: cannot import {module_name} ({err})") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"retriever {spec!r}: {module_name} has no attribute {attr!r}") from None
+        obj = import_object(target)
+    except ConfigError as err:
+        raise ValueError(f"retriever {spec!r}: {err}") from None
     if device is not None:
         kwargs["device"] = device
     if model is not None:
