@@ -106,10 +106,12 @@ def test_a_forked_child_gets_its_own_worker_threads():
         expected = cpu_matmul.matmul(a, b)  # the parent's pool now exists
         with multiprocessing.get_context("fork").Pool(1) as pool:
             result = pool.apply_async(_child_product, (a, b))
-            assert torch.equal(result.get(timeout=60), expected)  # a pool without threads would hang here
+            assert torch.equal(torch.from_numpy(result.get(timeout=60)), expected)  # a pool without threads would hang here
     finally:
         torch.set_num_threads(threads)
 
 
 def _child_product(a, b):
-    return cpu_matmul.matmul(a, b)
+    # Back as numpy: once torch.multiprocessing is imported (world building does), a tensor result travels
+    # through torch's shared-memory file descriptors, which a plain multiprocessing.Pool child can hang on.
+    return cpu_matmul.matmul(a, b).numpy()
