@@ -40,6 +40,7 @@ OTHERS = 160
 
 
 from conftest import CHATIR_DATA as DATA  # noqa: E402
+from conftest import needs_chatir_data as pytestmark  # noqa: E402, F401  (pytest reads the module-level name)
 
 
 @pytest.fixture(scope="module")
