@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--world", required=True, choices=("shapes", "shapes_oracle"))
     parser.add_argument("--policy", action="append", required=True, metavar="SEED=PATH")
     parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument("--out", default=None, metavar="NAME",
+                        help="results name: bench/results/NAME.json (default ppo_seeds_<world>)")
     args = parser.parse_args()
     world = build_world(args.world)
     seeds, hits5, hits10, integrals, per_seed = [], [], [], [], {}
@@ -62,7 +64,7 @@ def main() -> None:
                  "bri_mean": mean_with_ci(np.stack(integrals), reps=args.reps).as_dict()}
     for key, value in aggregate.items():
         print(f"{args.world} over seeds {seeds}: {key} {value['value']:.3f} [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}]")
-    save(f"ppo_seeds_{args.world}", {"world": args.world, "seeds": seeds, "per_seed": per_seed, "aggregate": aggregate})
+    save(args.out or f"ppo_seeds_{args.world}", {"world": args.world, "seeds": seeds, "per_seed": per_seed, "aggregate": aggregate})
 
 
 if __name__ == "__main__":
