@@ -91,6 +91,14 @@ def test_the_shipped_mlp_policies_still_load_as_before(name):
     assert type(load_policy(ROOT / "agents" / "policies" / name)) is MaskableMultiInputActorCriticPolicy
 
 
+def test_an_unknown_policy_name_is_named():
+    from chatir_env.config import ConfigError, validate
+    from chatir_env.train.ppo import PPOConfig
+
+    with pytest.raises(ConfigError, match=r"config: policy: Input should be 'MultiInputPolicy' or 'gain_bias' \(got 'mlp'\)"):
+        validate(PPOConfig, {"policy": "mlp"})
+
+
 def test_a_gain_bias_config_trains_and_its_policy_is_a_questioner(tmp_path):
     from chatir_env.train.ppo import main
 
