@@ -11,7 +11,14 @@ from ..pooled import PoolFeatures, pool_masks
 
 
 def load_policy(path: str | Path):
-    """A MaskablePPO checkpoint (``.zip``) or an exported policy (``.pt``), on the CPU."""
+    """A MaskablePPO checkpoint (``.zip``) or an exported policy (``.pt``), on the CPU.
+
+    An exported policy is a ``MaskableMultiInputActorCriticPolicy`` or, where its saved constructor
+    arguments hold a ``gain_scale``, a ``GainBiasPolicy``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"policy checkpoint {path} does not exist; train one with `chatir train ppo`")
@@ -19,9 +26,15 @@ def load_policy(path: str | Path):
         from sb3_contrib import MaskablePPO
 
         return MaskablePPO.load(str(path), device="cpu")
+    import torch
     from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 
-    return MaskableMultiInputActorCriticPolicy.load(str(path), device="cpu")
+    from .gain_policy import GainBiasPolicy
+
+    # SB3's own policy.save format (pickled constructor arguments); the shipped policies are this project's files.
+    saved = torch.load(str(path), map_location="cpu", weights_only=False)
+    cls = GainBiasPolicy if "gain_scale" in saved.get("data", {}) else MaskableMultiInputActorCriticPolicy
+    return cls.load(str(path), device="cpu")
 
 
 class PolicyQuestioner:

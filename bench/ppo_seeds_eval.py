@@ -2,7 +2,7 @@ r"""The PPO seed study's evaluation: every seed's policy on the 2,064 benchmark 
 
 Figures are aggregated over seeds x targets as rliable does (``chatir_env.eval.seed_stats``).
 
-Hits@10 at rounds 5 and 10 is the mean of 0/100 per-target hits over seeds x targets; the per-target
+Hits@10 at rounds 1, 3, 5 and 10 is the mean of 0/100 per-target hits over seeds x targets; the per-target
 log-rank integral (the quantity BRI averages) is reported as an IQM. Both with stratified bootstrap 95%
 intervals (targets resampled within each seed). Per-seed figures are kept too.
 
@@ -40,9 +40,11 @@ def main() -> None:
     parser.add_argument("--world", required=True, choices=("shapes", "shapes_oracle"))
     parser.add_argument("--policy", action="append", required=True, metavar="SEED=PATH")
     parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument("--out", default=None, metavar="NAME",
+                        help="results name: bench/results/NAME.json (default ppo_seeds_<world>)")
     args = parser.parse_args()
     world = build_world(args.world)
-    seeds, hits5, hits10, integrals, per_seed = [], [], [], [], {}
+    seeds, hits1, hits3, hits5, hits10, integrals, per_seed = [], [], [], [], [], [], {}
     for item in args.policy:
         seed, _, path = item.partition("=")
         questioner = PolicyQuestioner(path)
@@ -50,19 +52,25 @@ def main() -> None:
         ranks = play_episodes(world, questioner, progress=False).ranks
         best = best_ranks(ranks)
         seeds.append(int(seed))
+        hits1.append(100.0 * (best[1] < 10))
+        hits3.append(100.0 * (best[3] < 10))
         hits5.append(100.0 * (best[5] < 10))
         hits10.append(100.0 * (best[10] < 10))
         integrals.append(log_rank_integral(ranks))
         h = hits_at_k(ranks)
-        per_seed[seed] = {"policy": path, "hits@10_round5": float(h[5]), "hits@10_round10": float(h[10]), "bri": bri(ranks)}
+        per_seed[seed] = {"policy": path, "hits@10_round5": float(h[5]), "hits@10_round10": float(h[10]), "bri": bri(ranks),
+                          "hits@10_by_round": [float(x) for x in h]}
         print(f"{args.world} seed {seed}: Hits@10 R5 {h[5]:.1f}  R10 {h[10]:.1f}  BRI {bri(ranks):.3f}")
-    aggregate = {"hits@10_round5": mean_with_ci(np.stack(hits5), reps=args.reps).as_dict(),
+    aggregate = {"hits@10_round1": mean_with_ci(np.stack(hits1), reps=args.reps).as_dict(),
+                 "hits@10_round3": mean_with_ci(np.stack(hits3), reps=args.reps).as_dict(),
+                 "hits@10_round5": mean_with_ci(np.stack(hits5), reps=args.reps).as_dict(),
                  "hits@10_round10": mean_with_ci(np.stack(hits10), reps=args.reps).as_dict(),
                  "log_rank_integral_iqm": iqm_with_ci(np.stack(integrals), reps=args.reps).as_dict(),
                  "bri_mean": mean_with_ci(np.stack(integrals), reps=args.reps).as_dict()}
     for key, value in aggregate.items():
         print(f"{args.world} over seeds {seeds}: {key} {value['value']:.3f} [{value['ci'][0]:.3f}, {value['ci'][1]:.3f}]")
-    save(f"ppo_seeds_{args.world}", {"world": args.world, "seeds": seeds, "per_seed": per_seed, "aggregate": aggregate})
+    save(args.out or f"ppo_seeds_{args.world}",
+         {"world": args.world, "seeds": seeds, "per_seed": per_seed, "aggregate": aggregate})
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = {
     "shapes_demo.yaml": BenchmarkConfig, "visdial_blip.yaml": BenchmarkConfig, "visdial_clip.yaml": BenchmarkConfig,
     "visdial_replay.yaml": BenchmarkConfig, "ppo_shapes.yaml": PPOConfig, "ppo_shapes_oracle.yaml": PPOConfig,
+    "ppo_shapes_oracle_gain.yaml": PPOConfig,
     "retriever_shapes.yaml": ShapesRetrieverConfig, "retriever_visdial_blip.yaml": VisDialRetrieverConfig,
     "ppo_visdial_train.yaml": PPOConfig, "visdial_train_benchmark.yaml": BenchmarkConfig,
     "grpo_shapes.yaml": GRPOStageConfig, "grpo_visdial_train.yaml": GRPOStageConfig, "sft_shapes.yaml": SFTStageConfig,

@@ -29,6 +29,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
+from ..agents.gain_policy import GainBiasPolicy
 from ..agents.policy import PolicyQuestioner
 from ..atomic import atomic_write, atomic_write_json
 from ..config import check_name, validate
@@ -66,6 +67,10 @@ class PPOConfig(WorldSection):
     gae_lambda: float = Field(0.95, ge=0, le=1, description="GAE lambda")
     ent_coef: float = Field(0.01, ge=0, description="entropy bonus coefficient")
     clip_range: float = Field(0.2, gt=0, description="PPO clip range")
+    policy: Literal["MultiInputPolicy", "gain_bias"] = Field(
+        "MultiInputPolicy", description="MultiInputPolicy: an MLP over the observation; gain_bias: the MLP's logits plus a "
+                                        "learned scale (from 20) times each question's answer entropy, so training "
+                                        "starts at the greedy questioner (chatir_env.agents.gain_policy)")
     net_arch: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1,
                                         description="hidden layer sizes of the policy and value networks")
     top_k: int = Field(50, ge=1, description="candidates whose answers make the observation's answer-entropy features")
@@ -89,7 +94,8 @@ class PPOConfig(WorldSection):
         return check_name("reward", reward, REWARDS)
 
 
-CONFIG_SCHEMAS = {"ppo config": PPOConfig}  # for `chatir train ppo --fields`
+CONFIG_SCHEMAS = {"ppo config": PPOConfig}
+POLICIES = {"MultiInputPolicy": "MultiInputPolicy", "gain_bias": GainBiasPolicy}  # for `chatir train ppo --fields`
 
 
 
@@ -229,7 +235,7 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
         print(f"resuming from {last} at {model.num_timesteps} timesteps (segment {clock.segment})")
     else:
         model = MaskablePPO(
-            "MultiInputPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+            POLICIES[cfg.policy], venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
             learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
             clip_range=cfg.clip_range, policy_kwargs={"net_arch": cfg.net_arch}, tensorboard_log=str(out / "tb"),
             seed=cfg.seed, device="cpu", verbose=0,
