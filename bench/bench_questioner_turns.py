@@ -131,7 +131,7 @@ def main() -> int:
     names = args.questioner or ["greedy_info_gain", "policy"]
     results: dict[str, dict] = {}
     for world_name in worlds if not args.baseline else []:
-        world = build_world(world_name)
+        world = build_world(world_name, split="benchmark")
         pick = np.random.default_rng(args.seed).choice(len(world.targets), args.num_targets, replace=False)
         targets = [world.targets[i] for i in sorted(pick)]
         play_episodes(world, make_questioner("caption_only"), targets[:8], max_rounds=1, progress=False)  # warm up

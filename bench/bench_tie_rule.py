@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--out", default="tie_rule", help="name of the JSON under bench/results/")
     args = parser.parse_args()
 
-    world = build_world("shapes_oracle", corpus_size=args.corpus_size)
+    world = build_world("shapes_oracle", split="benchmark", corpus_size=args.corpus_size)
     targets = list(world.targets)
     positions = world.index.positions(targets)
     priorities = np.stack([np.random.default_rng(1000 + d).permutation(len(world.index)) for d in range(args.draws)])

@@ -37,6 +37,7 @@ ARTIFACTS = [
     ("dual_encoder/template", "shapes", "shapes_template", {}),
     ("ppo_shapes", "shapes", "policy", {"policy": "package:agents/policies/ppo_shapes.pt"}),
     ("ppo_shapes_oracle", "shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle.pt"}),
+    ("ppo_shapes_oracle_gain", "shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle_gain.pt"}),
     ("shapes_lm_sft", "shapes_oracle", "lm", {"model_path": "shapes_lm_sft", "batch_size": 512}),
     ("shapes_lm_grpo", "shapes_oracle", "lm", {"model_path": "shapes_lm_grpo", "batch_size": 512}),
 ]
@@ -62,7 +63,7 @@ def main() -> None:
     for label, world_name, spec, spec_args in ARTIFACTS:
         if args.only and label not in args.only:
             continue
-        world = worlds.setdefault(world_name, build_world(world_name))
+        world = worlds.setdefault(world_name, build_world(world_name, split="benchmark"))
         row = {"world": world_name, "questioner": spec, "args": spec_args}
         subset = sample_targets(world.targets, SUBSET, SUBSET_SEED)
         for name, targets in (("full", list(world.targets)), ("subset", subset)):

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, metavar="NAME",
                         help="results name: bench/results/NAME.json (default ppo_seeds_<world>)")
     args = parser.parse_args()
-    world = build_world(args.world)
+    world = build_world(args.world, split="benchmark")
     seeds, hits1, hits3, hits5, hits10, integrals, per_seed = [], [], [], [], [], [], {}
     for item in args.policy:
         seed, _, path = item.partition("=")

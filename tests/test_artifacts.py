@@ -33,6 +33,8 @@ ARTIFACTS = {
     "ppo_shapes": ("shapes", "policy", {"policy": "package:agents/policies/ppo_shapes.pt"}, 10, 70.20, 72.66),
     "ppo_shapes_oracle": ("shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle.pt"}, 5,
                           88.13, 87.11),
+    "ppo_shapes_oracle_gain": ("shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle_gain.pt"},
+                               1, 71.12, 73.05),
     "shapes_lm_sft": ("shapes_oracle", "lm", {"model_path": "shapes_lm_sft", "batch_size": 512}, 5, 60.27, None),
     "shapes_lm_grpo": ("shapes_oracle", "lm", {"model_path": "shapes_lm_grpo", "batch_size": 512}, 5, 80.67, None),
 }
