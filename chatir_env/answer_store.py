@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .dialog import Dialog
+from .protocols import check_answer_batch
 
 __all__ = [
     "AnswerStore",
@@ -340,11 +341,7 @@ class StoreAnswerer:
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog] | None, questions: Sequence[str]) -> list[str]:
         targets, questions = list(targets), list(questions)
-        if len(targets) != len(questions) or (dialogs is not None and len(dialogs) != len(targets)):
-            raise ValueError(
-                f"answer needs one target, dialog and question per episode, got {len(targets)}, "
-                f"{'no' if dialogs is None else len(dialogs)}, {len(questions)}"
-            )
+        check_answer_batch(targets, dialogs, questions, dialogs_optional=True)
         answers = self.store.get_many(list(zip(targets, questions)))
         missing = [i for i, a in enumerate(answers) if a is None]
         self.stats["hits"] += len(answers) - len(missing)

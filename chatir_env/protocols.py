@@ -47,3 +47,25 @@ class Questioner(Protocol):
     def reset(self, captions: Sequence[str], pools: Sequence[Sequence[str]] | None = None) -> None: ...
 
     def ask(self, observations: Sequence[dict]) -> list[str | None]: ...
+
+
+def check_answer_batch(targets: Sequence[str], dialogs: Sequence[Dialog] | None, questions: Sequence[str], *,
+                       dialogs_optional: bool = False) -> None:
+    """Refuse an ``Answerer.answer`` batch whose targets, dialogs and questions differ in number.
+
+    Args:
+        targets: one target id per episode.
+        dialogs: one dialog per episode (``None`` allowed only with ``dialogs_optional``).
+        questions: one question per episode.
+        dialogs_optional: the answerer ignores dialogs, so ``None`` stands for "none given".
+
+    Raises:
+        ValueError: the counts differ (the message gives all three).
+    """
+    if dialogs is None and not dialogs_optional:
+        raise ValueError("answer needs one dialog per episode, got None")
+    if len(targets) != len(questions) or (dialogs is not None and len(dialogs) != len(targets)):
+        raise ValueError(
+            f"answer needs one target, dialog and question per episode, got {len(targets)}, "
+            f"{'no' if dialogs is None else len(dialogs)}, {len(questions)}"
+        )

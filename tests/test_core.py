@@ -143,3 +143,17 @@ def test_a_core_without_candidates_or_pools_says_how_to_get_them():
         EpisodeBatch(stub_world(), 1, invalid="skip")
     with pytest.raises(ValueError, match="more than max_pool=1"):
         EpisodeBatch(stub_world(pool=["a?", "b?"]), 1, max_pool=1).reset([0], ["d"])
+
+
+def test_answer_batches_must_match_in_size_and_name_the_counts():
+    from chatir_env.dialog import Dialog
+    from chatir_env.protocols import check_answer_batch
+
+    check_answer_batch(["a", "b"], [Dialog("x"), Dialog("y")], ["q1", "q2"])
+    check_answer_batch(["a"], None, ["q"], dialogs_optional=True)
+    with pytest.raises(ValueError, match=r"got 2, 1, 2$"):
+        check_answer_batch(["a", "b"], [Dialog("x")], ["q1", "q2"])
+    with pytest.raises(ValueError, match=r"got 2, no, 1$"):
+        check_answer_batch(["a", "b"], None, ["q"], dialogs_optional=True)
+    with pytest.raises(ValueError, match="one dialog per episode, got None"):
+        check_answer_batch(["a"], None, ["q"])

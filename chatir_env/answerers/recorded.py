@@ -41,6 +41,7 @@ from ..data.chatir_files import (
     split_turn,
 )
 from ..dialog import Dialog
+from ..protocols import check_answer_batch
 
 UNKNOWN_ANSWER = "i don't know"
 
@@ -155,11 +156,7 @@ class RecordedAnswerer:
         return clean_answer(answer) if self.clean else answer
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
-        if not len(targets) == len(dialogs) == len(questions):
-            raise ValueError(
-                f"answer needs one target, dialog and question per episode, "
-                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
-            )
+        check_answer_batch(targets, dialogs, questions)
         return [self.answer_one(t, q) for t, q in zip(targets, questions)]
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..data.chatir_files import question_key
 from ..dialog import Dialog
+from ..protocols import check_answer_batch
 from .recorded import RecordedAnswerer, RecordedTurn
 
 _CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -47,11 +48,7 @@ class ReplayAnswerer(RecordedAnswerer):
         self.answer_store = answer_store
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
-        if not len(targets) == len(dialogs) == len(questions):
-            raise ValueError(
-                f"answer needs one target, dialog and question per episode, "
-                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
-            )
+        check_answer_batch(targets, dialogs, questions)
         stored: list[str | None] = [None] * len(targets)
         if self.answer_store is not None:
             unrecorded = [i for i, (t, q) in enumerate(zip(targets, questions)) if not self.answers_for(t, q)]

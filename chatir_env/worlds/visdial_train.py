@@ -46,6 +46,7 @@ from ..data.chatir_files import question_key
 from ..data.visdial_train import COCO_2014_URLS, VISDIAL_DATA_PAGE, coco2014_in, load_visdial_train_cached
 from ..dialog import Dialog
 from ..index import ImageIndex
+from ..protocols import check_answer_batch
 from .base import World, register_world
 from .visdial import GUIDE, VisDialSetupError, image_loader, make_blip2, make_retriever, pool_question
 
@@ -115,11 +116,7 @@ class SourcedAnswerer:
         return [self.fallback] * len(targets)
 
     def answer(self, targets: Sequence[str], dialogs: Sequence[Dialog], questions: Sequence[str]) -> list[str]:
-        if not len(targets) == len(dialogs) == len(questions):
-            raise ValueError(
-                f"answer needs one target, dialog and question per episode, "
-                f"got {len(targets)}, {len(dialogs)}, {len(questions)}"
-            )
+        check_answer_batch(targets, dialogs, questions)
         answers: list[str | None] = [None] * len(targets)
         pending = list(range(len(targets)))
         for source in self.sources:
