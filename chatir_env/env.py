@@ -74,6 +74,8 @@ class ChatIREnv(gym.Env):
     - ``log_rank_delta`` (default): ln(r + 1) - ln(r' + 1)
     - ``rank_delta``: (r - r') / corpus size
     - ``best_log_rank_delta``: the same on the best rank so far (never negative)
+    - ``log_rank_integral``: -(ln(b + 1) + ln(b' + 1)) / 2 on the best ranks b, b' before and after;
+      an undiscounted return is -R x the episode's BRI
 
     plus ``hit_bonus`` (default 0) on the round the target first enters the top 10.
     Over an episode ``log_rank_delta`` sums to ln(r_0 + 1) - ln(r_R + 1).

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import check_name
 
-REWARDS = ("rank_delta", "log_rank_delta", "best_log_rank_delta")
+REWARDS = ("rank_delta", "log_rank_delta", "best_log_rank_delta", "log_rank_integral")
 DEFAULT_REWARD = "log_rank_delta"
 
 
@@ -24,6 +24,10 @@ class RewardFn:
       as much as one from 10 to 0.
     * ``best_log_rank_delta``: the same on the best rank so far, so never negative: a question
       is not punished for an answer that the retriever reads badly.
+    * ``log_rank_integral``: -(ln(prev_best + 1) + ln(new_best + 1)) / 2, the round's trapezoid of the
+      best log rank, so an undiscounted episode return is exactly -R x the target's BRI: it rewards
+      finding the target early, where the delta rewards (whose returns telescope to the first and last
+      ranks) are indifferent to when a gain comes.
     * ``hit_bonus``: added on the round the target first enters the top ``hit_k``.
     """
 
@@ -44,6 +48,8 @@ class RewardFn:
             reward = (prev_rank - new_rank) / self.corpus_size
         elif self.name == "log_rank_delta":
             reward = np.log1p(prev_rank) - np.log1p(new_rank)
+        elif self.name == "log_rank_integral":
+            reward = -(np.log1p(prev_best) + np.log1p(new_best)) / 2
         else:
             reward = np.log1p(prev_best) - np.log1p(new_best)
         if self.hit_bonus:

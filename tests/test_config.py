@@ -33,7 +33,8 @@ SCHEMAS = {
     "retriever_shapes.yaml": ShapesRetrieverConfig, "retriever_visdial_blip.yaml": VisDialRetrieverConfig,
     "ppo_visdial_train.yaml": PPOConfig, "visdial_train_benchmark.yaml": BenchmarkConfig,
     "grpo_shapes.yaml": GRPOStageConfig, "grpo_visdial_train.yaml": GRPOStageConfig, "sft_shapes.yaml": SFTStageConfig,
-    "sft_visdial_train.yaml": SFTStageConfig,
+    "sft_visdial_train.yaml": SFTStageConfig, "retriever_shapes_captions.yaml": ShapesRetrieverConfig,
+    "grpo_shapes_10.yaml": GRPOStageConfig,
 }
 
 
@@ -51,6 +52,9 @@ def test_shipped_values_survive_validation():
     assert cfg.net_arch == [256, 256]  # the default, not in the file
     retriever = validate(ShapesRetrieverConfig, load_config(ROOT / "configs" / "retriever_shapes.yaml"))
     assert (retriever.model.dim, retriever.data.num_scenes, retriever.train.steps) == (256, 200000, 6000)
+    stage2 = validate(ShapesRetrieverConfig, load_config(ROOT / "configs" / "retriever_shapes_captions.yaml"))
+    assert (stage2.init, stage2.data.caption_negatives, stage2.export) == (
+        "runs/retriever_shapes/shapes_dual.safetensors", 0.5, "chatir_env/worlds/weights/shapes_dual")
     grpo = validate(GRPOStageConfig, load_config(ROOT / "configs" / "grpo_shapes.yaml"))
     assert (grpo.model.warm_start, grpo.env.max_rounds, grpo.grpo["learning_rate"], grpo.eval.curve_every) == (
         "configs/sft_shapes.yaml", 5, 0.0003, 50)
@@ -106,7 +110,7 @@ def test_nested_unknown_keys_in_grpo_and_sft_configs_are_named():
     config["env"]["max_round"] = 3
     assert error_of(GRPOStageConfig, config).endswith(
         "grpo_shapes.yaml: env.max_round: unknown key; allowed: world, world_kwargs, num_targets, max_rounds, reward, "
-        "hit_bonus, invalid_question_penalty, require_question_mark, max_question_tokens, max_question_chars, "
+        "hit_bonus, invalid_question_penalty, repeat_penalty, require_question_mark, max_question_tokens, max_question_chars, "
         "system_prompt; did you mean 'max_rounds'?")
     config = load_config(ROOT / "configs" / "grpo_shapes.yaml")
     config["eval"]["world_kwargs"]["corpus_sz"] = 10
@@ -160,7 +164,8 @@ def test_unknown_names_in_configs_suggest_the_closest():
     assert "questioners[1].questioner: unknown questioner 'randm'; valid: caption_only, random," in message
     assert error_of(BenchmarkConfig, config).endswith("did you mean 'random'?")
     assert error_of(PPOConfig, {"reward": "log_rank"}) == (
-        "config: reward: unknown reward 'log_rank'; valid: rank_delta, log_rank_delta, best_log_rank_delta; "
+        "config: reward: unknown reward 'log_rank'; valid: rank_delta, log_rank_delta, best_log_rank_delta, "
+        "log_rank_integral; "
         "did you mean 'log_rank_delta'?")
     assert error_of(PPOConfig, {"world": "shapez"}).startswith("config: world: unknown world 'shapez'; valid: shapes, ")
     config = demo()
@@ -209,7 +214,7 @@ def test_gym_make_names_valid_world_arguments():
     assert "world 'shapes_oracle': unknown argument 'corpus_sz'; valid: split, retriever, corpus_size," in str(info.value)
     assert "did you mean 'corpus_size'?" in str(info.value)
     with pytest.raises(ValueError, match=r"^unknown reward 'log_rank'; valid: rank_delta, log_rank_delta, "
-                                         r"best_log_rank_delta; did you mean 'log_rank_delta'\?$"):
+                                         r"best_log_rank_delta, log_rank_integral; did you mean 'log_rank_delta'\?$"):
         gym.make("ChatIR/ShapesOracle-v0", reward="log_rank", corpus_size=500, num_targets=10)
     with pytest.raises(KeyError) as info:
         chatir_env.worlds.build_world("shapes_orcle")
