@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..answer_entropy import information_gain
+from ..answer_entropy import candidate_weights, information_gain, two_step_information
 
 
 class GreedyInfoGainQuestioner:
@@ -39,20 +39,29 @@ class GreedyInfoGainQuestioner:
     * ``"uniform"``: every top candidate weighs ``1 / top_k`` (the learned world's weighting before the
       posterior; ``temperature`` must then be left unset).
 
+    ``lookahead=2`` plans two questions ahead instead: it asks the question whose answer, followed by the
+    best second question for that answer, tells most (``two_step_information``); a reference for how much
+    planning beyond one question can gain.
+
     Args:
         top_k: how many of the core's top candidates to weigh.
         weighting: ``"posterior"`` or ``"uniform"``.
         temperature: the softmax temperature T (> 0) of ``"posterior"``, overriding the retriever's.
+        lookahead: questions planned ahead, 1 (greedy) or 2.
 
     Raises:
-        ValueError: an unknown ``weighting``, a non-positive ``temperature``, or a ``temperature`` with
+        ValueError: an unknown ``weighting``, a ``lookahead`` other than 1 or 2, a non-positive
+            ``temperature``, or a ``temperature`` with
             ``"uniform"``; at ``bind_world``, a world without ``pool_answers`` or a ``"posterior"``
             weighting with no temperature to be had.
     """
 
     WEIGHTINGS = ("posterior", "uniform")
 
-    def __init__(self, top_k: int = 50, weighting: str = "posterior", temperature: float | None = None):
+    def __init__(self, top_k: int = 50, weighting: str = "posterior", temperature: float | None = None,
+                 lookahead: int = 1):
+        if lookahead not in (1, 2):
+            raise ValueError(f"GreedyInfoGainQuestioner lookahead must be 1 or 2, got {lookahead!r}")
         if weighting not in self.WEIGHTINGS:
             raise ValueError(f"GreedyInfoGainQuestioner weighting must be one of {self.WEIGHTINGS}, got {weighting!r}")
         if temperature is not None:
@@ -61,6 +70,7 @@ class GreedyInfoGainQuestioner:
             if not float(temperature) > 0:
                 raise ValueError(f"GreedyInfoGainQuestioner temperature must be > 0, got {temperature!r}")
         self.top_k = top_k
+        self.lookahead = lookahead
         self.weighting = weighting
         self.temperature = None if temperature is None else float(temperature)
         self.world = None
@@ -112,6 +122,8 @@ class GreedyInfoGainQuestioner:
         return information_gain(self.world, ids, scores, self.softmax_scale)
 
     def ask(self, observations: Sequence[dict]) -> list[str]:
+        if self.lookahead == 2:
+            return self._ask_two_ahead(observations)
         gain = self.information_gain(observations)
         out = []
         for i, (obs, pool) in enumerate(zip(observations, self.pools)):
@@ -119,4 +131,21 @@ class GreedyInfoGainQuestioner:
             g = gain[i].copy()
             g[[j for j, q in enumerate(pool) if q in asked]] = -np.inf
             out.append(pool[int(np.argmax(g))])
+        return out
+
+    def _ask_two_ahead(self, observations: Sequence[dict]) -> list[str]:
+        out = []
+        for obs, pool in zip(observations, self.pools):
+            ids = list(obs["candidates"].ids[: self.top_k])
+            codes = np.asarray(self.world.pool_answers(ids))[:, : len(pool)]
+            weights = candidate_weights(np.asarray(obs["candidates"].scores[: self.top_k])[None], self.softmax_scale)[0]
+            asked = set(obs["questions"][: obs["round"]])
+            allowed = np.array([q not in asked for q in pool])
+            value = two_step_information(codes, weights, allowed)
+            # Among equal plans, ask the more informative question first: a question that tells
+            # nothing ties with a good one whenever one more question settles the rest.
+            first = information_gain(self.world, np.array([ids], dtype=object),
+                                     np.asarray(obs["candidates"].scores[: self.top_k])[None], self.softmax_scale)[0]
+            best = np.flatnonzero(value >= value.max() - 1e-9)
+            out.append(pool[int(best[np.argmax(first[best])])])
         return out

@@ -65,3 +65,42 @@ def information_gain(world, candidate_ids: np.ndarray | Sequence[Sequence[str]],
         raise ValueError(f"world {world.name!r} cannot answer pool questions for candidates (no pool_answers)")
     codes = np.stack([np.asarray(world.pool_answers(list(row))) for row in candidate_ids])
     return answer_entropies(codes, candidate_weights(scores, softmax_scale))
+
+
+def two_step_information(codes: np.ndarray, weights: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``float64[P]``: per first question q, the expected information of asking q and then the best second question.
+
+    H(q) + sum_a p(a) max_q' H(q' | q = a) over one episode's K weighted candidates: the value of q to a
+    questioner that plans two questions ahead (the greedy one values q by H(q) alone). Questions not
+    ``allowed`` (already asked) are neither first nor second choices and get -inf.
+
+    Args:
+        codes: ``[K, P]`` the answer code each candidate gets to each pool question.
+        weights: ``[K]`` candidate weights (summing to 1).
+        allowed: ``bool[P]`` the questions that may still be asked.
+    """
+    k, p = codes.shape
+    # One id per (question, answer) pair: column c of the masses belongs to question question_of[c].
+    pair = np.asarray(codes, dtype=np.int64) - np.asarray(codes).min() + np.arange(p)[None, :] * (np.ptp(codes) + 1)
+    pairs, c = np.unique(pair, return_inverse=True)
+    c = c.reshape(k, p)
+    # Pairs sort by question, so each question's answers are one contiguous run of columns.
+    starts = np.searchsorted(pairs // (np.ptp(codes) + 1), np.arange(p))
+
+    def entropies(mass: np.ndarray) -> np.ndarray:  # [G, C] answer masses (rows sum to 1 per question) -> [G, P]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.add.reduceat(np.where(mass > 0, mass * np.log(mass), 0.0), starts, axis=1)
+
+    w = np.asarray(weights, dtype=np.float64)
+    first = entropies(np.bincount(c.ravel(), weights=np.repeat(w, p), minlength=len(pairs))[None])[0]
+    second_allowed = np.where(allowed, 0.0, -np.inf)
+    value = np.full(p, -np.inf)
+    for q in np.flatnonzero(allowed):
+        _, group = np.unique(c[:, q], return_inverse=True)
+        g = int(group.max()) + 1
+        mass = np.bincount((group[:, None] * len(pairs) + c).ravel(), weights=np.repeat(w, p),
+                           minlength=g * len(pairs)).reshape(g, len(pairs))
+        group_weight = np.bincount(group, weights=w, minlength=g)
+        best_second = (entropies(mass / group_weight[:, None]) + second_allowed).max(axis=1)
+        value[q] = first[q] + float(group_weight @ np.where(np.isfinite(best_second), best_second, 0.0))
+    return value

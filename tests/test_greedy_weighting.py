@@ -113,3 +113,57 @@ def test_bad_weighting_arguments_are_refused_with_their_value():
         GreedyInfoGainQuestioner(weighting="uniform", temperature=0.1)
     with pytest.raises(ValueError, match="logit_scale"):
         GreedyInfoGainQuestioner().bind_world(_world(SimpleNamespace()))
+
+
+def _joint_entropy(codes, weights, questions):
+    mass: dict = {}
+    for row, w in zip(codes, weights):
+        key = tuple(row[q] for q in questions)
+        mass[key] = mass.get(key, 0.0) + w
+    p = np.array(list(mass.values()))
+    return float(-(p * np.log(p)).sum())
+
+
+def test_two_step_information_is_the_best_joint_entropy_of_two_questions():
+    from chatir_env.answer_entropy import two_step_information
+
+    rng = np.random.default_rng(0)
+    codes, weights = rng.integers(0, 3, (7, 5)), rng.random(7)
+    weights /= weights.sum()
+    allowed = np.array([True, True, False, True, True])
+    value = two_step_information(codes, weights, allowed)
+    for q in range(5):
+        if not allowed[q]:
+            assert value[q] == -np.inf
+            continue
+        # the second question is chosen after hearing the first answer
+        plan = _joint_entropy(codes, weights, (q,))
+        for answer in np.unique(codes[:, q]):
+            rows = codes[:, q] == answer
+            p_answer = weights[rows].sum()
+            plan += p_answer * max(_joint_entropy(codes[rows], weights[rows] / p_answer, (q2,))
+                                   for q2 in np.flatnonzero(allowed))
+        assert value[q] == pytest.approx(plan)
+
+
+def test_lookahead_two_asks_what_plans_best_where_greedy_asks_what_splits_most():
+    # Five candidates alike; answers of questions x, y, z:
+    #   x: {a, b, e} {c} {d}   H = 0.950, greedy's pick (first of the two largest)
+    #   y: {a, d, e} {b, c}    H = 0.673
+    #   z: {a} {b, c, e} {d}   H = 0.950
+    # After y, z separates a, d, e and x separates b, c: every candidate identified (ln 5 = 1.609).
+    # After x, neither y nor z separates all of a, b, e (1.332).
+    codes = {"a": [2, 2, 2], "b": [2, 0, 1], "c": [0, 0, 1], "d": [1, 2, 0], "e": [2, 2, 1]}
+    pool = ["x", "y", "z"]
+    world = SimpleNamespace(name="fake", retriever=ShapesExactRetriever(),
+                            pool_answers=lambda ids: np.array([codes[i] for i in ids]))
+    candidates = Candidates(ids=tuple(codes), positions=np.arange(5), scores=np.zeros(5), dialog_vector=np.zeros(2))
+    asks = {}
+    for lookahead in (1, 2):
+        questioner = GreedyInfoGainQuestioner(top_k=5, lookahead=lookahead)
+        questioner.bind_world(world)
+        questioner.reset(["caption"], [pool])
+        asks[lookahead] = questioner.ask([{"candidates": candidates, "questions": [], "round": 0}])[0]
+    assert asks == {1: "x", 2: "y"}
+    with pytest.raises(ValueError, match="lookahead must be 1 or 2"):
+        GreedyInfoGainQuestioner(lookahead=3)
