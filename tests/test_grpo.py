@@ -173,6 +173,28 @@ def test_rollout_penalises_empty_and_non_questions_without_crashing(world, tok, 
     assert grpo.episode_return(None, None, episode_return=out["episode_return"]) == out["episode_return"]
 
 
+def test_rollout_penalises_repeated_questions(world, tok, monkeypatch):
+    eos = tok.eos_token_id
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    # episode 0 asks the same question three times, once in other case; episode 1 never repeats
+    script = {0: ["what is in the center?", "What is in the center? ", "what is in the center?"],
+              1: ["what is in the center?", "what is the background?", "how many objects are there?"]}
+    calls = {"round": 0}
+
+    def fake_generate(model, tokenizer, contexts, *args, **kwargs):
+        r = calls["round"]
+        calls["round"] += 1
+        turns = [enc(script[i][r].strip()) + [eos] for i in range(len(contexts))]
+        return turns, [[-0.5] * len(t) for t in turns]
+
+    monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
+    rollout = EpisodeRollout(world, tok, EnvConfig(max_rounds=3, repeat_penalty=0.5))
+    out = rollout.play(None, list(world.targets[:2]))
+    assert out["repeated_turns"] == [2, 0]
+    np.testing.assert_allclose(out["episode_return"], np.array(out["env_return"]) - [1.0, 0.0])
+    assert grpo.repeated_turns(None, None, repeated_turns=out["repeated_turns"]) == [2.0, 0.0]
+
+
 def _tiny_grpo(world, tok, model, tmp_path, steps=1):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer

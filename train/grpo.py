@@ -89,8 +89,12 @@ def invalid_turns(prompts, completions, invalid_turns=None, **kwargs) -> list[fl
     return [float(x) for x in invalid_turns]
 
 
-REWARD_FUNCS = [episode_return, hit_at_10, invalid_turns]
-REWARD_WEIGHTS = [1.0, 0.0, 0.0]
+def repeated_turns(prompts, completions, repeated_turns=None, **kwargs) -> list[float]:
+    return [float(x) for x in repeated_turns]
+
+
+REWARD_FUNCS = [episode_return, hit_at_10, invalid_turns, repeated_turns]
+REWARD_WEIGHTS = [1.0, 0.0, 0.0, 0.0]
 
 
 # --- the stage ---------------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class EnvConfig(WorldSection):
     hit_bonus: float = Field(0.0, ge=0, description="added on the round the target first enters the top 10")
     invalid_question_penalty: float = Field(1.0, ge=0, description="subtracted from the return per empty, refused or "
                                                                    "non-question turn")
+    repeat_penalty: float = Field(0.0, ge=0, description="subtracted from the return per question that repeats an "
+                                                       "earlier one of the episode (case and surrounding spaces aside)")
     require_question_mark: bool = Field(True, description="text not ending in '?' counts as a non-question")
     max_question_tokens: int = Field(16, ge=1, description="tokens the model may generate per question")
     max_question_chars: int = Field(300, ge=1, description="longer questions are refused by the env (a pass)")
@@ -71,7 +73,7 @@ class EpisodeRollout:
 
     Returns ``prompt_ids``, ``completion_ids``, ``logprobs`` (sampled tokens; 0 on env tokens),
     ``env_mask`` (1 = sampled by the model, 0 = inserted by the env), and per episode
-    ``episode_return``, ``env_return``, ``invalid_turns``, ``hit`` (best rank < 10 at the end) and
+    ``episode_return``, ``env_return``, ``invalid_turns``, ``repeated_turns``, ``hit`` (best rank < 10 at the end) and
     ``final_rank``, which TRL hands to the reward functions.
     """
 
@@ -116,6 +118,8 @@ class EpisodeRollout:
         logprobs = [[] for _ in range(n)]
         env_return = np.zeros(n)
         invalid = np.zeros(n, dtype=np.int64)
+        repeated = np.zeros(n, dtype=np.int64)
+        asked: list[set[str]] = [set() for _ in range(n)]
         questions_log: list[list[str]] = [[] for _ in range(n)]
         answers_log: list[list[str]] = [[] for _ in range(n)]
         stops = set(eos_ids(self.tok, model))  # generation stops at any of them (tokenizer's and model's)
@@ -134,6 +138,10 @@ class EpisodeRollout:
                     logprobs[i].append(0.0)
                 text = decode_question(self.tok, ids)
                 questions_log[i].append(text)
+                # The benchmark's repeated-question rate keys questions the same way (eval.runner).
+                key = text.strip().lower()
+                repeated[i] += key in asked[i]
+                asked[i].add(key)
                 not_a_question = question_problem(text, env.require_question_mark) is not None
                 invalid[i] += not_a_question
                 questions.append(None if not_a_question else text)
@@ -150,7 +158,7 @@ class EpisodeRollout:
                     completion[i] += suffix
                     mask[i] += [0] * len(suffix)
                     logprobs[i] += [0.0] * len(suffix)
-        episode_return = env_return - env.invalid_question_penalty * invalid
+        episode_return = env_return - env.invalid_question_penalty * invalid - env.repeat_penalty * repeated
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completion,
@@ -159,6 +167,7 @@ class EpisodeRollout:
             "episode_return": episode_return.tolist(),
             "env_return": env_return.tolist(),
             "invalid_turns": invalid.tolist(),
+            "repeated_turns": repeated.tolist(),
             "hit": (core.best_ranks < 10).astype(float).tolist(),
             "final_rank": core.ranks.tolist(),
             "questions": questions_log,
