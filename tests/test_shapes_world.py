@@ -189,3 +189,48 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="chatir train retriever --config retriever_shapes"):
         load_dual_encoder(str(tmp_path / "none.safetensors"))
+
+
+def _caption_facts_held(scenes: SceneSet, i: int, facts) -> list[bool]:
+    """Whether scene ``i`` satisfies each fact of a caption: each mention, the background, the count."""
+    n = scenes.count[i]
+    held = []
+    for size, colour, shape in facts.objects:
+        match = (scenes.colour[i, :n] == colour) & (scenes.shape[i, :n] == shape)
+        held.append(bool((match & (scenes.size[i, :n] == size)).any() if size is not None else match.any()))
+    if facts.background is not None:
+        held.append(bool(scenes.background[i] == facts.background))
+    if facts.count is not None:
+        held.append(bool(n == facts.count))
+    return held
+
+
+def test_caption_negatives_falsify_one_caption_fact_and_keep_the_rest():
+    from chatir_env.worlds.shapes_training import caption_violations
+
+    scenes = sample_scenes(400, 8)
+    which, obj = caption_violations(scenes, caption_seed=5, rng=np.random.default_rng(0))
+    twins = perturb_scenes(scenes, 2, which=which, obj=obj)
+    falsified = 0
+    for i in range(len(scenes)):
+        facts = caption_facts(scenes, i, 5)
+        assert all(_caption_facts_held(scenes, i, facts))
+        held = _caption_facts_held(twins, i, facts)
+        assert held.count(False) <= 1, (scenes.describe(i), twins.describe(i), caption_text(facts))
+        falsified += held.count(False)
+    # a changed object can still be matched by an identical unchanged one ("two red stars"), rarely
+    assert falsified >= 0.95 * len(scenes)
+    # the random twins mostly leave the caption true: the point of aiming at it
+    random_twins = perturb_scenes(scenes, 2)
+    assert sum(all(_caption_facts_held(random_twins, i, caption_facts(scenes, i, 5))) for i in range(400)) > 200
+
+
+def test_caption_negatives_zero_draws_the_original_batches():
+    from chatir_env.worlds.shapes_training import ShapesDialogSampler
+
+    plain = ShapesDialogSampler(batch_size=8, num_scenes=50, image_size=12)
+    hard = ShapesDialogSampler(batch_size=8, num_scenes=50, image_size=12, caption_negatives=1.0)
+    (p0, d0), (p1, d1) = plain(3), hard(3)
+    assert d0[:4] == d1[:4] and torch.equal(p0[:4], p1[:4])  # same anchors, captions and questions
+    assert [len(d.turns) for d in d0[4:]] == [len(d.turns) for d in d1[4:]]
+    assert not torch.equal(p0[4:], p1[4:])  # twins aimed at the captions

@@ -37,6 +37,9 @@ class ShapesDataSection(Schema):
                                 description="probability that the oracle's answer is replaced by a random one")
     caption_mask: float = Field(0.0, ge=0, le=1, description="probability that a dialog with turns loses its caption")
     max_rounds: int = Field(10, ge=0, description="dialogs are cut at a round drawn uniformly from 0..max_rounds")
+    caption_negatives: float = Field(0.0, ge=0, le=1,
+                                     description="share of twins that falsify one fact of the anchor's caption "
+                                                 "instead of changing a random attribute")
 
 
 class ShapesRetrieverConfig(Schema):
@@ -46,6 +49,9 @@ class ShapesRetrieverConfig(Schema):
     model: ShapesModelSection = Field(default_factory=ShapesModelSection, description="the encoder's size")
     data: ShapesDataSection = Field(default_factory=ShapesDataSection, description="training batches")
     train: RetrieverTrainConfig = Field(default_factory=RetrieverTrainConfig, description="the trainer")
+    init: str | None = Field(None, description="start from these weights (a name in chatir_env/worlds/weights or a "
+                                               ".safetensors path with its .json), e.g. to continue a finished stage "
+                                               "with harder negatives; its model section must match")
     export: str | None = Field(None, description="write the trained encoder to EXPORT.safetensors and EXPORT.json "
                                                  "(with --out-dir: <out_dir>/shapes_dual instead)")
 
@@ -73,6 +79,16 @@ def train_shapes(config: dict, out_dir: str | None, steps: int | None) -> int:
     if steps:
         train_cfg.steps = steps
     model = ShapesDualEncoder(**cfg.model.model_dump())
+    init = None
+    if cfg.init:
+        from ..worlds.shapes import load_dual_encoder
+
+        start = load_dual_encoder(cfg.init)
+        if start.config != model.config:
+            raise ValueError(f"{config.get('_path', 'config')}: init: {cfg.init} is a {start.config} encoder, "
+                             f"but the model section asks for {model.config}")
+        model.load_state_dict(start.state_dict())
+        init = {"weights": cfg.init, "fingerprint": "shapes-dual-" + state_dict_digest(start)}
     sampler = ShapesDialogSampler(seed=train_cfg.seed, image_size=model.config["image_size"], **cfg.data.model_dump())
     probe = ShapesRetrievalProbe(image_size=model.config["image_size"])
     result = train_retriever(model, sampler, train_cfg, evaluate=probe)
@@ -87,6 +103,7 @@ def train_shapes(config: dict, out_dir: str | None, steps: int | None) -> int:
             "fingerprint": "shapes-dual-" + state_dict_digest(model),
             "train": train_cfg.model_dump(),
             "data": cfg.data.model_dump(),
+            "init": init,
             "command": config.get("_command") or "chatir train retriever --config " + str(config.get("_path")),
             "probe": result,
             "git": _git_head(),

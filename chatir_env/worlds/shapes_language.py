@@ -169,17 +169,22 @@ class CaptionFacts:
 
 
 def caption_facts(scenes: SceneSet, i: int, seed: int) -> CaptionFacts:
+    return caption_facts_and_slots(scenes, i, seed)[0]
+
+
+def caption_facts_and_slots(scenes: SceneSet, i: int, seed: int) -> tuple[CaptionFacts, tuple[int, ...]]:
+    """Scene ``i``'s caption facts and the object slots its mentions describe (in mention order)."""
     rng = np.random.default_rng([seed, i])
     n = int(scenes.count[i])
     m = 2 if n >= 2 and rng.random() < P_TWO_MENTIONS else 1
-    slots = rng.choice(n, m, replace=False)
+    slots = tuple(int(j) for j in sorted(rng.choice(n, m, replace=False)))
     objects = tuple(
         (int(scenes.size[i, j]) if rng.random() < P_SIZE else None, int(scenes.colour[i, j]), int(scenes.shape[i, j]))
-        for j in sorted(slots)
+        for j in slots
     )
     background = int(scenes.background[i]) if rng.random() < P_BACKGROUND else None
     count = n if rng.random() < P_COUNT else None
-    return CaptionFacts(objects, background, count)
+    return CaptionFacts(objects, background, count), slots
 
 
 def caption_text(facts: CaptionFacts) -> str:

@@ -76,14 +76,25 @@ def sample_scenes(n: int, seed: int) -> SceneSet:
     )
 
 
-def perturb_scenes(scenes: SceneSet, seed: int) -> SceneSet:
-    """A near-twin of each scene with one thing changed: a hard negative for retriever training."""
+PERTURBATIONS = ("shape", "colour", "size", "cell", "background")
+
+
+def perturb_scenes(scenes: SceneSet, seed: int, which: np.ndarray | None = None, obj: np.ndarray | None = None) -> SceneSet:
+    """A near-twin of each scene with one thing changed: a hard negative for retriever training.
+
+    ``which[i]`` (an index into ``PERTURBATIONS``) and ``obj[i]`` (an object slot) choose the change
+    for scene ``i``; a negative entry, or no array, draws it at random.
+    """
     rng = np.random.default_rng(seed)
     out = scenes.subset(slice(None))
     out = SceneSet(*(np.array(getattr(out, f)) for f in ("count", "background", "shape", "colour", "size", "cell")))
     n = len(out)
-    which = rng.integers(0, 5, n)  # 0 shape, 1 colour, 2 size, 3 cell, 4 background
-    obj = (rng.random(n) * out.count).astype(int)
+    drawn_which = rng.integers(0, len(PERTURBATIONS), n)
+    drawn_obj = (rng.random(n) * out.count).astype(int)
+    which = drawn_which if which is None else np.where(np.asarray(which) >= 0, which, drawn_which)
+    obj = drawn_obj if obj is None else np.where(np.asarray(obj) >= 0, obj, drawn_obj)
+    if np.any(obj >= out.count):
+        raise ValueError("perturb_scenes: an object slot is beyond its scene's object count")
     rows = np.arange(n)
     for field_id, name, k in ((0, "shape", len(SHAPES)), (1, "colour", len(COLOURS)), (2, "size", len(SIZES))):
         sel = which == field_id

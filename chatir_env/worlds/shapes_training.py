@@ -7,8 +7,17 @@ import torch
 
 from ..dialog import Dialog
 from ..metrics import per_round_hits_at_k, target_ranks
-from .shapes_language import ANSWERS, POOL_TEXTS, QUESTION_KINDS, QUESTION_POOL, answer_table, caption_facts, caption_text
-from .shapes_scenes import perturb_scenes, render_scenes, sample_scenes
+from .shapes_language import (
+    ANSWERS,
+    POOL_TEXTS,
+    QUESTION_KINDS,
+    QUESTION_POOL,
+    answer_table,
+    caption_facts,
+    caption_facts_and_slots,
+    caption_text,
+)
+from .shapes_scenes import PERTURBATIONS, SceneSet, perturb_scenes, render_scenes, sample_scenes
 
 TRAINING_SCENES_SEED = 3
 _BY_KIND = {k: [i for i, q in enumerate(QUESTION_POOL) if q.kind == k] for k in QUESTION_KINDS}
@@ -28,27 +37,57 @@ def balanced_questions(rng: np.random.Generator, n: int) -> list[int]:
     return chosen
 
 
+def caption_violations(scenes: SceneSet, caption_seed: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per scene, one change (``perturb_scenes``' ``which``, ``obj``) that falsifies one fact of its caption.
+
+    The fact is drawn uniformly among those the caption states: each mentioned object's colour and
+    shape, its size when the caption names it, and the background when named. The changed scene then
+    satisfies every other fact, the hardest negative for the caption alone.
+    """
+    which = np.empty(len(scenes), dtype=np.int64)
+    obj = np.empty(len(scenes), dtype=np.int64)
+    for i in range(len(scenes)):
+        facts, slots = caption_facts_and_slots(scenes, i, caption_seed)
+        options = [(PERTURBATIONS.index(field), slot) for (size, _, _), slot in zip(facts.objects, slots)
+                   for field in (("shape", "colour", "size") if size is not None else ("shape", "colour"))]
+        if facts.background is not None:
+            options.append((PERTURBATIONS.index("background"), 0))
+        which[i], obj[i] = options[rng.integers(len(options))]
+    return which, obj
+
+
 class ShapesDialogSampler:
     """Batches of (pixels, dialogs): half anchors, half one-change twins of them (hard negatives).
 
     Each pair shares the questions of its dialog; each scene gets its own caption and answers, so
-    the only way to tell a twin from its anchor is to read the answers.
+    the only way to tell a twin from its anchor is to read the answers. With ``caption_negatives``
+    p, a share p of the twins change a fact the anchor's caption states (``caption_violations``)
+    rather than a random attribute, which most captions do not mention.
     """
 
     def __init__(self, batch_size: int = 256, num_scenes: int = 200_000, image_size: int = 36, answer_noise: float = 0.0,
-                 max_rounds: int = 10, caption_mask: float = 0.0, seed: int = 0):
+                 max_rounds: int = 10, caption_mask: float = 0.0, caption_negatives: float = 0.0, seed: int = 0):
         self.scenes = sample_scenes(num_scenes, TRAINING_SCENES_SEED)
         self.batch_size, self.image_size, self.max_rounds = batch_size, image_size, max_rounds
         self.answer_noise, self.caption_mask, self.seed = answer_noise, caption_mask, seed
+        self.caption_negatives = caption_negatives
 
     def __call__(self, step: int) -> tuple[torch.Tensor, list[Dialog]]:
         rng = np.random.default_rng([self.seed, step])
         half = self.batch_size // 2
         anchors = self.scenes.subset(rng.choice(len(self.scenes), half, replace=False))
-        twins = perturb_scenes(anchors, seed=int(rng.integers(1 << 31)))
+        twin_seed = int(rng.integers(1 << 31))
+        caption_seed = int(rng.integers(1 << 31))
+        which = obj = None
+        if self.caption_negatives:
+            # A separate stream, so that caption_negatives=0 draws exactly the batches it always did.
+            side = np.random.default_rng([self.seed, step, 1])
+            which, obj = caption_violations(anchors, caption_seed, side)
+            keep_random = side.random(half) >= self.caption_negatives
+            which[keep_random], obj[keep_random] = -1, -1
+        twins = perturb_scenes(anchors, seed=twin_seed, which=which, obj=obj)
         dialogs: list[Dialog] = []
         pixels = []
-        caption_seed = int(rng.integers(1 << 31))
         lengths = rng.integers(0, self.max_rounds + 1, half)
         questions = [balanced_questions(rng, int(n)) for n in lengths]
         for part in (anchors, twins):
