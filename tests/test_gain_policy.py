@@ -114,3 +114,14 @@ def test_a_gain_bias_config_trains_and_its_policy_is_a_questioner(tmp_path):
     questioner.bind_world(small)
     record = play_episodes(small, questioner, max_rounds=3, progress=False)
     assert record.ranks.shape == (4, 20) and record.repeated_question_rate == 0.0
+
+
+def test_gain_scale_reaches_the_policy_and_needs_the_gain_bias_policy():
+    from chatir_env.config import ConfigError, validate
+    from chatir_env.train.ppo import PPOConfig, policy_kwargs
+
+    assert policy_kwargs(validate(PPOConfig, {"policy": "gain_bias", "gain_scale": 2.5})) == {
+        "net_arch": [256, 256], "gain_scale": 2.5}
+    assert policy_kwargs(validate(PPOConfig, {"policy": "gain_bias"})) == {"net_arch": [256, 256]}
+    with pytest.raises(ConfigError, match="gain_scale=2.5 needs policy: gain_bias"):
+        validate(PPOConfig, {"gain_scale": 2.5})

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
@@ -71,6 +71,8 @@ class PPOConfig(WorldSection):
         "MultiInputPolicy", description="MultiInputPolicy: an MLP over the observation; gain_bias: the MLP's logits plus a "
                                         "learned scale (from 20) times each question's answer entropy, so training "
                                         "starts at the greedy questioner (chatir_env.agents.gain_policy)")
+    gain_scale: float | None = Field(None, ge=0, description="with policy: gain_bias, the scale's initial value (None: "
+                                                           "the policy's default, 20; 0 starts as the plain MLP)")
     net_arch: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1,
                                         description="hidden layer sizes of the policy and value networks")
     top_k: int = Field(50, ge=1, description="candidates whose answers make the observation's answer-entropy features")
@@ -93,8 +95,22 @@ class PPOConfig(WorldSection):
     def _reward_exists(cls, reward: str) -> str:
         return check_name("reward", reward, REWARDS)
 
+    @model_validator(mode="after")
+    def _gain_scale_needs_gain_bias(self) -> "PPOConfig":
+        if self.gain_scale is not None and self.policy != "gain_bias":
+            raise ValueError(f"gain_scale={self.gain_scale} needs policy: gain_bias (the policy is {self.policy})")
+        return self
+
 
 CONFIG_SCHEMAS = {"ppo config": PPOConfig}
+
+
+def policy_kwargs(cfg: PPOConfig) -> dict[str, Any]:
+    """SB3's ``policy_kwargs`` for the configured policy."""
+    kwargs: dict[str, Any] = {"net_arch": cfg.net_arch}
+    if cfg.gain_scale is not None:
+        kwargs["gain_scale"] = cfg.gain_scale
+    return kwargs
 POLICIES = {"MultiInputPolicy": "MultiInputPolicy", "gain_bias": GainBiasPolicy}  # for `chatir train ppo --fields`
 
 
@@ -237,7 +253,7 @@ def main(config: dict, out_dir: str | None = None, steps: int | None = None) -> 
         model = MaskablePPO(
             POLICIES[cfg.policy], venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
             learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
-            clip_range=cfg.clip_range, policy_kwargs={"net_arch": cfg.net_arch}, tensorboard_log=str(out / "tb"),
+            clip_range=cfg.clip_range, policy_kwargs=policy_kwargs(cfg), tensorboard_log=str(out / "tb"),
             seed=cfg.seed, device="cpu", verbose=0,
         )
 
