@@ -34,7 +34,7 @@ SCHEMAS = {
     "ppo_visdial_train.yaml": PPOConfig, "visdial_train_benchmark.yaml": BenchmarkConfig,
     "grpo_shapes.yaml": GRPOStageConfig, "grpo_visdial_train.yaml": GRPOStageConfig, "sft_shapes.yaml": SFTStageConfig,
     "sft_visdial_train.yaml": SFTStageConfig, "retriever_shapes_captions.yaml": ShapesRetrieverConfig,
-    "grpo_shapes_10.yaml": GRPOStageConfig,
+    "grpo_shapes_10.yaml": GRPOStageConfig, "grpo_shapes_10_from_sft.yaml": GRPOStageConfig,
 }
 
 
