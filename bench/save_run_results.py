@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _results import save
 
-KEEP = ("results.json", "validation.json", "curve.json")
+KEEP = ("results.json", "validation.json", "curve.json", "history.json")
 # Training scalars kept from the run's TensorBoard logs, where it has them (GRPO runs).
 SCALARS = ("train/rewards/episode_return/mean", "train/rewards/hit_at_10/mean", "train/rewards/repeated_turns/mean")
 

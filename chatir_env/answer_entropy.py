@@ -101,6 +101,8 @@ def two_step_information(codes: np.ndarray, weights: np.ndarray, allowed: np.nda
         mass = np.bincount((group[:, None] * len(pairs) + c).ravel(), weights=np.repeat(w, p),
                            minlength=g * len(pairs)).reshape(g, len(pairs))
         group_weight = np.bincount(group, weights=w, minlength=g)
-        best_second = (entropies(mass / group_weight[:, None]) + second_allowed).max(axis=1)
+        # A group can weigh nothing (candidates whose posterior underflowed): it adds nothing either.
+        share = mass / np.where(group_weight > 0, group_weight, 1.0)[:, None]
+        best_second = (entropies(share) + second_allowed).max(axis=1)
         value[q] = first[q] + float(group_weight @ np.where(np.isfinite(best_second), best_second, 0.0))
     return value
