@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -48,7 +49,13 @@ class PolicyQuestioner:
     """
 
     def __init__(self, policy, deterministic: bool = True, top_k: int | None = None):
+        self.source = None
+        self.trained_on: str | None = None  # the retriever fingerprint recorded beside a policy file
         if isinstance(policy, (str, Path)):
+            self.source = Path(policy)
+            provenance = self.source.with_suffix(".json")
+            if provenance.exists():
+                self.trained_on = json.loads(provenance.read_text()).get("retriever_fingerprint")
             policy = load_policy(policy)
         self.model = policy
         self.deterministic = deterministic
@@ -61,6 +68,17 @@ class PolicyQuestioner:
         return self.features.top_k if self.features is not None else 0
 
     def bind_world(self, world) -> None:
+        """Builds the policy's features for ``world``.
+
+        Raises:
+            ValueError: the world's pool or observation shapes differ from the policy's, or the policy's
+                provenance names another retriever than the world's (its features would mean other things).
+        """
+        current = getattr(world.retriever, "fingerprint", None)
+        if self.trained_on and current and current != self.trained_on:
+            raise ValueError(f"policy {self.source} was trained on rankings of retriever {self.trained_on} "
+                             f"(its .json), but world {world.name!r} ranks with {current}: retrain it on this "
+                             "retriever (`chatir train ppo`) or build the world with the weights it was trained on")
         space = self.model.observation_space
         n_actions = int(self.model.action_space.n)
         top_k = self.top_k or int(space["candidates"].shape[0])

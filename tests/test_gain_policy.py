@@ -125,3 +125,18 @@ def test_gain_scale_reaches_the_policy_and_needs_the_gain_bias_policy():
     assert policy_kwargs(validate(PPOConfig, {"policy": "gain_bias"})) == {"net_arch": [256, 256]}
     with pytest.raises(ConfigError, match="gain_scale=2.5 needs policy: gain_bias"):
         validate(PPOConfig, {"gain_scale": 2.5})
+
+
+def test_a_policy_trained_on_another_retriever_is_refused(tmp_path):
+    import shutil
+
+    shipped = ROOT / "agents" / "policies" / "ppo_shapes_oracle.pt"
+    policy = tmp_path / "policy.pt"
+    shutil.copy(shipped, policy)
+    small = build_world("shapes_oracle", corpus_size=2000, num_targets=20)
+    policy.with_suffix(".json").write_text(json.dumps({"retriever_fingerprint": "shapes-dual-0123456789abcdef"}))
+    with pytest.raises(ValueError, match=r"trained on rankings of retriever shapes-dual-0123456789abcdef .* "
+                                         r"ranks with shapes-exact-v1-noise0"):
+        PolicyQuestioner(policy).bind_world(small)
+    policy.with_suffix(".json").write_text(json.dumps({"retriever_fingerprint": small.retriever.fingerprint}))
+    PolicyQuestioner(policy).bind_world(small)  # the same retriever: accepted

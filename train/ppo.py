@@ -215,9 +215,12 @@ class ValidationCallback(BaseCallback):
     def provenance(self) -> dict:
         """What ``best_policy.json`` records beside the exported policy, so a shipped copy says where it came from.
 
-        The command that trained it, every segment's command, the config and the validation history.
+        The command that trained it, every segment's command, the config, the fingerprint of the retriever
+        whose rankings it learnt from (``PolicyQuestioner`` refuses a world with another) and the validation
+        history.
         """
         return {"command": self.best_command, "world": self.cfg.world, "config": self.cfg.model_dump(),
+                "retriever_fingerprint": getattr(self.world.retriever, "fingerprint", None),
                 "selected": f"best validation {self.cfg.select_by}", "segments": self.clock.segments,
                 "wall_seconds": round(self.clock.seconds(), 1), "validation": self.history}
 
