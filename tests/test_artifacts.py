@@ -28,9 +28,9 @@ SUBSET, SUBSET_SEED = 256, 0
 # label: (world, questioner, arguments, round, Hits@10 of the full run on 2,064 targets, Hits@10 of its run on
 # the 256-target subset or None where the questioner samples); from bench/results/artifacts.json.
 ARTIFACTS = {
-    "dual_encoder/caption_only": ("shapes", "caption_only", {}, 0, 9.16, 9.77),
-    "dual_encoder/template": ("shapes", "shapes_template", {}, 10, 54.46, 51.17),
-    "ppo_shapes": ("shapes", "policy", {"policy": "package:agents/policies/ppo_shapes.pt"}, 10, 70.20, 72.66),
+    "dual_encoder/caption_only": ("shapes", "caption_only", {}, 0, 15.41, 16.80),
+    "dual_encoder/template": ("shapes", "shapes_template", {}, 10, 68.41, 65.62),
+    "ppo_shapes": ("shapes", "policy", {"policy": "package:agents/policies/ppo_shapes.pt"}, 5, 54.12, 58.98),
     "ppo_shapes_oracle": ("shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle.pt"}, 5,
                           88.13, 87.11),
     "ppo_shapes_oracle_gain": ("shapes_oracle", "policy", {"policy": "package:agents/policies/ppo_shapes_oracle_gain.pt"},
