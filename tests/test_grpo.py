@@ -195,6 +195,28 @@ def test_rollout_penalises_repeated_questions(world, tok, monkeypatch):
     assert grpo.repeated_turns(None, None, repeated_turns=out["repeated_turns"]) == [2.0, 0.0]
 
 
+def test_rollout_prices_questions_the_answerer_cannot_answer(world, tok, monkeypatch):
+    eos = tok.eos_token_id
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    # episode 0: two out-of-pool questions ("i don't know") and one pool question; episode 1: a refused
+    # non-question (the invalid penalty's, not this one's) and two pool questions
+    script = {0: ["how many blue squares?", "what is in the center?", "is it sunny?"],
+              1: ["red circle", "what is the background?", "what is in the center?"]}
+    calls = {"round": 0}
+
+    def fake_generate(model, tokenizer, contexts, *args, **kwargs):
+        r = calls["round"]
+        calls["round"] += 1
+        turns = [enc(script[i][r]) + [eos] for i in range(len(contexts))]
+        return turns, [[-0.5] * len(t) for t in turns]
+
+    monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
+    env = EnvConfig(max_rounds=3, unanswered_penalty=0.25, invalid_question_penalty=1.0)
+    out = EpisodeRollout(world, tok, env).play(None, list(world.targets[:2]))
+    assert out["unanswered_turns"] == [2, 0] and out["invalid_turns"] == [0, 1]
+    np.testing.assert_allclose(out["episode_return"], np.array(out["env_return"]) - [0.5, 1.0])
+
+
 def _tiny_grpo(world, tok, model, tmp_path, steps=1):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer

@@ -93,8 +93,12 @@ def repeated_turns(prompts, completions, repeated_turns=None, **kwargs) -> list[
     return [float(x) for x in repeated_turns]
 
 
-REWARD_FUNCS = [episode_return, hit_at_10, invalid_turns, repeated_turns]
-REWARD_WEIGHTS = [1.0, 0.0, 0.0, 0.0]
+def unanswered_turns(prompts, completions, unanswered_turns=None, **kwargs) -> list[float]:
+    return [float(x) for x in unanswered_turns]
+
+
+REWARD_FUNCS = [episode_return, hit_at_10, invalid_turns, repeated_turns, unanswered_turns]
+REWARD_WEIGHTS = [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
 # --- the stage ---------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class EnvConfig(WorldSection):
                                                                    "non-question turn")
     repeat_penalty: float = Field(0.0, ge=0, description="subtracted from the return per question that repeats an "
                                                        "earlier one of the episode (case and surrounding spaces aside)")
+    unanswered_penalty: float = Field(0.0, ge=0, description="subtracted from the return per question the answerer "
+                                                           "answers \"i don't know\" (outside what it can answer)")
     require_question_mark: bool = Field(True, description="text not ending in '?' counts as a non-question")
     max_question_tokens: int = Field(16, ge=1, description="tokens the model may generate per question")
     max_question_chars: int = Field(300, ge=1, description="longer questions are refused by the env (a pass)")
@@ -73,8 +75,8 @@ class EpisodeRollout:
 
     Returns ``prompt_ids``, ``completion_ids``, ``logprobs`` (sampled tokens; 0 on env tokens),
     ``env_mask`` (1 = sampled by the model, 0 = inserted by the env), and per episode
-    ``episode_return``, ``env_return``, ``invalid_turns``, ``repeated_turns``, ``hit`` (best rank < 10 at the end) and
-    ``final_rank``, which TRL hands to the reward functions.
+    ``episode_return``, ``env_return``, ``invalid_turns``, ``repeated_turns``, ``unanswered_turns``, ``hit``
+    (best rank < 10 at the end) and ``final_rank``, which TRL hands to the reward functions.
     """
 
     def __init__(self, world: World, tokenizer, env: EnvConfig):
@@ -119,6 +121,7 @@ class EpisodeRollout:
         env_return = np.zeros(n)
         invalid = np.zeros(n, dtype=np.int64)
         repeated = np.zeros(n, dtype=np.int64)
+        unanswered = np.zeros(n, dtype=np.int64)
         asked: list[set[str]] = [set() for _ in range(n)]
         questions_log: list[list[str]] = [[] for _ in range(n)]
         answers_log: list[list[str]] = [[] for _ in range(n)]
@@ -149,6 +152,9 @@ class EpisodeRollout:
             result = core.step(questions)
             env_return += result.rewards
             invalid += result.invalid
+            # A question outside what the answerer knows costs a round; without a price of its own it is
+            # also the cheapest way around the repeat penalty.
+            unanswered += np.array([a == DONT_KNOW for a in result.answers]) & ~np.asarray(result.invalid, dtype=bool)
             answers = [DONT_KNOW if answer is None else answer for answer in result.answers]
             for i in range(n):
                 answers_log[i].append(answers[i])
@@ -158,7 +164,8 @@ class EpisodeRollout:
                     completion[i] += suffix
                     mask[i] += [0] * len(suffix)
                     logprobs[i] += [0.0] * len(suffix)
-        episode_return = env_return - env.invalid_question_penalty * invalid - env.repeat_penalty * repeated
+        episode_return = (env_return - env.invalid_question_penalty * invalid - env.repeat_penalty * repeated
+                          - env.unanswered_penalty * unanswered)
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": completion,
@@ -168,6 +175,7 @@ class EpisodeRollout:
             "env_return": env_return.tolist(),
             "invalid_turns": invalid.tolist(),
             "repeated_turns": repeated.tolist(),
+            "unanswered_turns": unanswered.tolist(),
             "hit": (core.best_ranks < 10).astype(float).tolist(),
             "final_rank": core.ranks.tolist(),
             "questions": questions_log,
