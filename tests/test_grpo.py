@@ -173,21 +173,24 @@ def test_rollout_penalises_empty_and_non_questions_without_crashing(world, tok, 
     assert grpo.episode_return(None, None, episode_return=out["episode_return"]) == out["episode_return"]
 
 
-def test_rollout_penalises_repeated_questions(world, tok, monkeypatch):
-    eos = tok.eos_token_id
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]
-    # episode 0 asks the same question three times, once in other case; episode 1 never repeats
-    script = {0: ["what is in the center?", "What is in the center? ", "what is in the center?"],
-              1: ["what is in the center?", "what is the background?", "how many objects are there?"]}
+def _script_rounds(monkeypatch, tok, script: dict[int, list[str]]) -> None:
+    """The rollout's generations replaced by ``script[episode][round]`` texts, each closed by eos."""
     calls = {"round": 0}
 
     def fake_generate(model, tokenizer, contexts, *args, **kwargs):
         r = calls["round"]
         calls["round"] += 1
-        turns = [enc(script[i][r].strip()) + [eos] for i in range(len(contexts))]
+        turns = [tok(script[i][r].strip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                 for i in range(len(contexts))]
         return turns, [[-0.5] * len(t) for t in turns]
 
     monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
+
+
+def test_rollout_penalises_repeated_questions(world, tok, monkeypatch):
+    # episode 0 asks the same question three times, once in other case; episode 1 never repeats
+    _script_rounds(monkeypatch, tok, {0: ["what is in the center?", "What is in the center? ", "what is in the center?"],
+                                      1: ["what is in the center?", "what is the background?", "how many objects are there?"]})
     rollout = EpisodeRollout(world, tok, EnvConfig(max_rounds=3, repeat_penalty=0.5))
     out = rollout.play(None, list(world.targets[:2]))
     assert out["repeated_turns"] == [2, 0]
@@ -196,21 +199,10 @@ def test_rollout_penalises_repeated_questions(world, tok, monkeypatch):
 
 
 def test_rollout_prices_questions_the_answerer_cannot_answer(world, tok, monkeypatch):
-    eos = tok.eos_token_id
-    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]
     # episode 0: two out-of-pool questions ("i don't know") and one pool question; episode 1: a refused
     # non-question (the invalid penalty's, not this one's) and two pool questions
-    script = {0: ["how many blue squares?", "what is in the center?", "is it sunny?"],
-              1: ["red circle", "what is the background?", "what is in the center?"]}
-    calls = {"round": 0}
-
-    def fake_generate(model, tokenizer, contexts, *args, **kwargs):
-        r = calls["round"]
-        calls["round"] += 1
-        turns = [enc(script[i][r]) + [eos] for i in range(len(contexts))]
-        return turns, [[-0.5] * len(t) for t in turns]
-
-    monkeypatch.setattr(grpo_rollout, "generate_batch", fake_generate)
+    _script_rounds(monkeypatch, tok, {0: ["how many blue squares?", "what is in the center?", "is it sunny?"],
+                                      1: ["red circle", "what is the background?", "what is in the center?"]})
     env = EnvConfig(max_rounds=3, unanswered_penalty=0.25, invalid_question_penalty=1.0)
     out = EpisodeRollout(world, tok, env).play(None, list(world.targets[:2]))
     assert out["unanswered_turns"] == [2, 0] and out["invalid_turns"] == [0, 1]
