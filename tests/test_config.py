@@ -110,8 +110,8 @@ def test_nested_unknown_keys_in_grpo_and_sft_configs_are_named():
     config["env"]["max_round"] = 3
     assert error_of(GRPOStageConfig, config).endswith(
         "grpo_shapes.yaml: env.max_round: unknown key; allowed: world, world_kwargs, num_targets, max_rounds, reward, "
-        "hit_bonus, invalid_question_penalty, repeat_penalty, require_question_mark, max_question_tokens, max_question_chars, "
-        "system_prompt; did you mean 'max_rounds'?")
+        "hit_bonus, invalid_question_penalty, repeat_penalty, unanswered_penalty, require_question_mark, "
+        "max_question_tokens, max_question_chars, system_prompt; did you mean 'max_rounds'?")
     config = load_config(ROOT / "configs" / "grpo_shapes.yaml")
     config["eval"]["world_kwargs"]["corpus_sz"] = 10
     assert "grpo_shapes.yaml: eval.world_kwargs: world 'shapes_oracle': unknown argument 'corpus_sz'" in error_of(
