@@ -27,6 +27,7 @@ from collections import defaultdict
 import numpy as np
 from _results import save
 from _source_tree import use_source_tree
+from ppo_seeds_eval import log_rank_integral
 
 use_source_tree()
 
@@ -36,12 +37,6 @@ from chatir_env.eval.runner import play_episodes  # noqa: E402
 from chatir_env.eval.seed_stats import mean_with_ci  # noqa: E402
 from chatir_env.metrics import best_ranks  # noqa: E402
 from chatir_env.worlds import build_world  # noqa: E402
-
-
-def log_rank_integral(ranks: np.ndarray) -> np.ndarray:
-    """Per target: (1/R) * sum_t (ln(best_t + 1) + ln(best_{t+1} + 1)) / 2; BRI is its mean over targets."""
-    logs = np.log(best_ranks(ranks).astype(np.float64) + 1.0)
-    return ((logs[:-1] + logs[1:]) / 2.0).sum(axis=0) / (len(logs) - 1)
 
 
 def figures(runs: list[np.ndarray], greedy_integral: np.ndarray, reps: int) -> dict:
