@@ -22,7 +22,6 @@ from ..atomic import atomic_write
 from ..config import ConfigError, Schema, check_name, load_config, resolve_config_path, validate
 from ..target_sample import sample_targets
 from ..worlds import build_world
-from .cli import recorded_command
 from .grpo_rollout import EnvConfig, EpisodeRollout, question_problem  # noqa: F401  (the rollout's public names)
 from .sft import (
     EvalConfig,
@@ -30,7 +29,6 @@ from .sft import (
     SFTStageConfig,
     _last_checkpoint,
     _read_json,
-    _threads,
     _trainer_args,
     _write_json,
     check_lora_args,
@@ -39,6 +37,7 @@ from .sft import (
     hits_line,
     lm_questioner,
     load_model,
+    open_stage,
     run_record,
     run_sft,
     save_questioner,
@@ -178,12 +177,7 @@ def run_grpo(config: dict, out_dir: str | None, steps: int | None) -> int:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    cfg = validate(GRPOStageConfig, config)
-    where = config.get("_path", "config")
-    command = recorded_command("grpo", config, out_dir, steps)
-    _threads(cfg.threads)
-    out = Path(out_dir or cfg.out_dir)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))
+    cfg, where, command, out = open_stage(GRPOStageConfig, config, out_dir, steps)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     env, ev = cfg.env, cfg.eval
     t_start = time.time()

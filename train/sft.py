@@ -265,6 +265,22 @@ def _threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def open_stage(schema: type[Schema], config: dict, out_dir: str | None, steps: int | None):
+    """What every LM stage does first: validate its config, set torch's threads and TensorBoard's folder.
+
+    Returns:
+        ``(cfg, where, command, out)``: the validated config, the config file's name for error
+        messages, the command line recorded with the results, and the run folder.
+    """
+    cfg = validate(schema, config)
+    where = config.get("_path", "config")
+    command = recorded_command("grpo", config, out_dir, steps)  # `chatir train grpo` runs both stages
+    _threads(cfg.threads)
+    out = Path(out_dir or cfg.out_dir)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))
+    return cfg, where, command, out
+
+
 
 def run_record(cfg: Schema, config: dict, command: str) -> dict:
     """The validated config as it ran, with the file it came from and the command: what results.json keeps."""
@@ -312,12 +328,7 @@ def run_sft(config: dict, out_dir: str | None, steps: int | None) -> int:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    cfg = validate(SFTStageConfig, config)
-    where = config.get("_path", "config")
-    command = recorded_command("grpo", config, out_dir, steps)
-    _threads(cfg.threads)
-    out = Path(out_dir or cfg.out_dir)
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tb"))
+    cfg, where, command, out = open_stage(SFTStageConfig, config, out_dir, steps)
     env, ev = cfg.env, cfg.eval
     t0 = time.time()
     model, tok = load_model(cfg.model, where)
