@@ -80,12 +80,13 @@ def two_step_information(codes: np.ndarray, weights: np.ndarray, allowed: np.nda
         allowed: ``bool[P]`` the questions that may still be asked.
     """
     k, p = codes.shape
-    # One id per (question, answer) pair: column c of the masses belongs to question question_of[c].
-    pair = np.asarray(codes, dtype=np.int64) - np.asarray(codes).min() + np.arange(p)[None, :] * (np.ptp(codes) + 1)
-    pairs, c = np.unique(pair, return_inverse=True)
+    # One id per (question, answer) pair, question-major: pair // span is the question.
+    codes = np.asarray(codes, dtype=np.int64)
+    span = int(np.ptp(codes)) + 1
+    pairs, c = np.unique(codes - codes.min() + np.arange(p)[None, :] * span, return_inverse=True)
     c = c.reshape(k, p)
     # Pairs sort by question, so each question's answers are one contiguous run of columns.
-    starts = np.searchsorted(pairs // (np.ptp(codes) + 1), np.arange(p))
+    starts = np.searchsorted(pairs // span, np.arange(p))
 
     def entropies(mass: np.ndarray) -> np.ndarray:  # [G, C] answer masses (rows sum to 1 per question) -> [G, P]
         with np.errstate(divide="ignore", invalid="ignore"):
